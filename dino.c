@@ -13,7 +13,11 @@ What is in here, in the order a reader of the paper meets it:
   4. the DINO training mechanics that are not layers: schedules, per-tensor gradient
      clipping, the frozen last layer, AdamW, the EMA teacher, the center
   5. checkpoints
-  6. the command line (everything a test does not need is behind #ifndef TESTING)
+  6. data sets: CIFAR-10/100 binary, MNIST IDX, folders of images, a synthetic set
+  7. multi-crop augmentation
+  8. features and k-NN evaluation
+  9. the training loop
+ 10. the command line (behind #ifndef TESTING, so test_dino.c can include this file)
 
 What is not in here: no BLAS, no intrinsics, no autograd. Every backward pass is written
 by hand next to its forward, checked against finite differences and against PyTorch
@@ -70,6 +74,12 @@ static void *calloc_check(size_t n, size_t size, const char *file, int line) {
     return p;
 }
 #define callocCheck(n, size) calloc_check(n, size, __FILE__, __LINE__)
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
 
 // A small seeded RNG: splitmix64. One 64-bit state, cheap to save in a checkpoint and
 // cheap to fork into independent streams (one per image, one per crop) later on.
@@ -261,62 +271,110 @@ void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *
             dx[i] += s * (dy[i] * weight[i] - dnorm_mean - norm * dnorm_norm_mean);
         }
     }
-    // weight and bias gradients sum over rows: a separate loop over columns so that the
-    // threads write disjoint memory (and the sum order does not depend on the threads)
+    // weight and bias gradients sum over rows: a separate loop over blocks of 16 columns,
+    // so that threads write disjoint memory, the sum order does not depend on the threads,
+    // and each row contributes one contiguous run of 16 floats
     #pragma omp parallel for
-    for (int i = 0; i < C; i++) {
-        float dw = 0.0f, db = 0.0f;
+    for (int i0 = 0; i0 < C; i0 += 16) {
+        int w = C - i0 < 16 ? C - i0 : 16;
+        float dw[16] = { 0 }, db[16] = { 0 };
         for (int n = 0; n < N; n++) {
-            float dy = dout[(size_t)n * C + i];
-            dw += dy * (inp[(size_t)n * C + i] - mean[n]) * rstd[n];
-            db += dy;
+            const float *dy = dout + (size_t)n * C + i0, *x = inp + (size_t)n * C + i0;
+            float m = mean[n], s = rstd[n];
+            for (int i = 0; i < w; i++) { dw[i] += dy[i] * (x[i] - m) * s; db[i] += dy[i]; }
         }
-        dweight[i] += dw;
-        dbias[i] += db;
+        for (int i = 0; i < w; i++) { dweight[i0 + i] += dw[i]; dbias[i0 + i] += db[i]; }
+    }
+}
+
+// All three products of a linear layer have the form Cm (M, Nc) += A (M, K) @ B (K, Nc), with
+// A and B read through strides, so a transposed operand is never copied as a whole:
+//   forward   out (N, OC)      = inp (N, C)       @ weight^T (C, OC)  + bias
+//   backward  dinp (N, C)     += dout (N, OC)     @ weight (OC, C)
+//             dweight (OC, C) += dout^T (OC, N)   @ inp (N, C),  dbias += row sums of dout^T
+// Blocking: a thread takes MM_MC rows of Cm at a time. For each slice of MM_KC values of k and
+// each strip of MM_NR columns, it copies that piece of B into Bp (contiguous, zero padded past
+// Nc), then sums every MM_MR x MM_NR tile of Cm in registers: acc is 6 x 64 floats = 24 AVX-512
+// registers, and each k loads 64 floats of Bp once and uses them for 6 rows of A.
+// Each element of Cm is summed by one thread in one order (k slices in order, k in order inside
+// a slice) whatever the blocks and the number of threads: results are bit-identical for any.
+#define MM_MR 6     // rows of the register tile
+#define MM_NR 64    // columns of the register tile (4 vectors of 16 floats)
+#define MM_KC 256   // k slice: Bp is KC x NR floats = 64 KB on the stack
+#define MM_MC (84 * MM_MR)  // rows per work unit at most, 504 (its slice of A stays in L2); a multiple of MR
+
+static int imin(int a, int b) { return a < b ? a : b; }
+
+// A(i,k) = A[i*sai + k*sak], B(k,j) = B[k*sbk + j*sbj]. overwrite: Cm = bias + A B (bias may be
+// NULL) instead of Cm += A B. rowsum, if not NULL, gets += the row sums of A.
+static void matmul_blocked(float *Cm, size_t ldc, const float *A, size_t sai, size_t sak,
+                           const float *B, size_t sbk, size_t sbj, int M, int Nc, int K,
+                           int overwrite, const float *bias, float *rowsum) {
+    int threads = 1;
+#ifdef _OPENMP
+    threads = omp_get_max_threads();
+#endif
+    // units of equal size, as many as the threads (or a multiple), MC <= MM_MC a multiple of MR
+    int units = (M + MM_MC - 1) / MM_MC;
+    units = (units + threads - 1) / threads * threads;
+    int MC = ((M + units - 1) / units + MM_MR - 1) / MM_MR * MM_MR;
+    #pragma omp parallel for schedule(dynamic, 1)
+    for (int m0 = 0; m0 < M; m0 += MC) {
+        int mc = imin(MC, M - m0);
+        float rs[MM_MC] = {0};
+        for (int k0 = 0; k0 < K; k0 += MM_KC) {
+            int kc = imin(MM_KC, K - k0);
+            if (rowsum != NULL)
+                for (int k = 0; k < kc; k++)
+                    for (int i = 0; i < mc; i++) rs[i] += A[(m0 + i) * sai + (k0 + k) * sak];
+            for (int n0 = 0; n0 < Nc; n0 += MM_NR) {
+                float Bp[MM_KC * MM_NR];  // Bp[k][j] = B(k0 + k, n0 + j)
+                int nr = imin(MM_NR, Nc - n0);
+                for (int k = 0; k < kc; k++) {
+                    for (int j = 0; j < nr; j++) Bp[k * MM_NR + j] = B[(k0 + k) * sbk + (n0 + j) * sbj];
+                    for (int j = nr; j < MM_NR; j++) Bp[k * MM_NR + j] = 0.0f;
+                }
+                for (int i0 = m0; i0 < m0 + mc; i0 += MM_MR) {
+                    // rows past M read row M-1 (valid memory); their results are not stored
+                    const float *a[MM_MR];
+                    for (int r = 0; r < MM_MR; r++) a[r] = A + imin(i0 + r, M - 1) * sai + k0 * sak;
+                    float acc[MM_MR][MM_NR] = {{0}};
+                    for (int k = 0; k < kc; k++) {
+                        const float *b = Bp + k * MM_NR;
+                        for (int r = 0; r < MM_MR; r++) {
+                            float ar = a[r][k * sak];
+                            #pragma omp simd simdlen(16)
+                            for (int j = 0; j < MM_NR; j++) acc[r][j] += ar * b[j];
+                        }
+                    }
+                    int mr = imin(MM_MR, m0 + mc - i0);
+                    for (int r = 0; r < mr; r++) {
+                        float *c = Cm + (i0 + r) * ldc + n0;
+                        for (int j = 0; j < nr; j++) {
+                            float init = !overwrite || k0 > 0 ? c[j] : bias != NULL ? bias[n0 + j] : 0.0f;
+                            c[j] = init + acc[r][j];
+                        }
+                    }
+                }
+            }
+        }
+        if (rowsum != NULL)
+            for (int i = 0; i < mc; i++) rowsum[m0 + i] += rs[i];
     }
 }
 
 // y = x W^T + b, the nn.Linear of PyTorch, with W stored (out, in) like PyTorch does.
 void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC) {
     // out is (N, OC), inp is (N, C), weight is (OC, C), bias is (OC) or NULL
-    #pragma omp parallel for
-    for (int n = 0; n < N; n++) {
-        const float *x = inp + (size_t)n * C;
-        for (int o = 0; o < OC; o++) {
-            const float *w = weight + (size_t)o * C;
-            float val = bias != NULL ? bias[o] : 0.0f;
-            for (int i = 0; i < C; i++) val += x[i] * w[i];
-            out[(size_t)n * OC + o] = val;
-        }
-    }
+    matmul_blocked(out, OC, inp, C, 1, weight, 1, C, N, OC, C, 1, bias, NULL);
 }
 
 void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                      const float *weight, int N, int C, int OC) {
-    // forward: out[n,o] = bias[o] + sum_i inp[n,i] weight[o,i]
-    if (dinp != NULL) {
-        #pragma omp parallel for
-        for (int n = 0; n < N; n++) {
-            float *dx = dinp + (size_t)n * C;
-            for (int o = 0; o < OC; o++) {
-                float d = dout[(size_t)n * OC + o];
-                const float *w = weight + (size_t)o * C;
-                for (int i = 0; i < C; i++) dx[i] += d * w[i];
-            }
-        }
-    }
-    #pragma omp parallel for
-    for (int o = 0; o < OC; o++) {
-        float *dw = dweight + (size_t)o * C;
-        float db = 0.0f;
-        for (int n = 0; n < N; n++) {
-            float d = dout[(size_t)n * OC + o];
-            const float *x = inp + (size_t)n * C;
-            for (int i = 0; i < C; i++) dw[i] += d * x[i];
-            db += d;
-        }
-        if (dbias != NULL) dbias[o] += db;
-    }
+    // forward: out[n,o] = bias[o] + sum_i inp[n,i] weight[o,i]. Accumulates into dinp (may be
+    // NULL), dweight and dbias (may be NULL).
+    if (dinp != NULL) matmul_blocked(dinp, C, dout, OC, 1, weight, C, 1, N, C, OC, 0, NULL, NULL);
+    matmul_blocked(dweight, C, dout, 1, OC, inp, C, 1, OC, C, N, 0, NULL, dbias);
 }
 
 // Multi-head self-attention, no mask (every token sees every token). qkv holds for each
@@ -337,6 +395,7 @@ void attention_forward(float *out, float *att, const float *qkv, int R, int T, i
                 for (int t2 = 0; t2 < T; t2++) {
                     const float *k = qkv + ((size_t)r * T + t2) * 3 * D + D + h * hs;
                     float s = 0.0f;
+                    #pragma omp simd reduction(+ : s)
                     for (int i = 0; i < hs; i++) s += q[i] * k[i];
                     s *= scale;
                     a[t2] = s;
@@ -373,6 +432,7 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv, const 
                     const float *v = qkv + ((size_t)r * T + t2) * 3 * D + 2 * D + h * hs;
                     float *dv = dqkv + ((size_t)r * T + t2) * 3 * D + 2 * D + h * hs;
                     float s = 0.0f;
+                    #pragma omp simd reduction(+ : s)
                     for (int i = 0; i < hs; i++) { s += dy[i] * v[i]; dv[i] += a[t2] * dy[i]; }
                     da[t2] = s;
                     dot += a[t2] * s;
@@ -596,6 +656,12 @@ typedef struct {
     float momentum_teacher;
     float clip_grad;             // per-tensor gradient norm clip; 0 = off
     int freeze_last_layer;       // epochs during which the head's last layer is frozen
+    int total_steps;             // length of the schedules; 0 = epochs * steps_per_epoch
+    // multi-crop augmentation (DataAugmentationDINO)
+    float global_scale_min;      // global crops cover [global_scale_min, 1] of the image
+    float local_scale_min;       // local crops cover [local_scale_min, local_scale_max]
+    float local_scale_max;
+    float mean[3], std[3];       // per-channel normalisation of the pixels (in [0, 1] units)
     int seed;
 } Config;
 
@@ -632,9 +698,24 @@ static const ConfigField config_fields[] = {
     FLOAT_FIELD(momentum_teacher, "teacher EMA momentum at the start (cosine to 1)"),
     FLOAT_FIELD(clip_grad, "per-tensor gradient norm clip (0 = off)"),
     INT_FIELD(freeze_last_layer, "epochs with the head's last layer frozen"),
+    INT_FIELD(total_steps, "length of the schedules in steps (0 = epochs * steps_per_epoch)"),
+    FLOAT_FIELD(global_scale_min, "global crops cover [this, 1] of the image area"),
+    FLOAT_FIELD(local_scale_min, "local crops cover [this, local_scale_max] of the area"),
+    FLOAT_FIELD(local_scale_max, "upper end of the local crop area"),
+    { "mean_r", 1, offsetof(Config, mean[0]), "pixel mean, channel 0 (set from the data)" },
+    { "mean_g", 1, offsetof(Config, mean[1]), "pixel mean, channel 1" },
+    { "mean_b", 1, offsetof(Config, mean[2]), "pixel mean, channel 2" },
+    { "std_r", 1, offsetof(Config, std[0]), "pixel std, channel 0 (set from the data)" },
+    { "std_g", 1, offsetof(Config, std[1]), "pixel std, channel 1" },
+    { "std_b", 1, offsetof(Config, std[2]), "pixel std, channel 2" },
     INT_FIELD(seed, "random seed"),
 };
 #define NUM_CONFIG_FIELDS ((int)(sizeof(config_fields) / sizeof(config_fields[0])))
+
+static int config_index(const char *name) {
+    for (int i = 0; i < NUM_CONFIG_FIELDS; i++) if (strcmp(config_fields[i].name, name) == 0) return i;
+    die("no config field '%s'", name);
+}
 
 static int *config_int(Config *c, int i) { return (int *)((char *)c + config_fields[i].offset); }
 static float *config_float(Config *c, int i) { return (float *)((char *)c + config_fields[i].offset); }
@@ -650,7 +731,10 @@ Config default_config(void) {
         .epochs = 100, .steps_per_epoch = 781,
         .lr = 5e-4f, .min_lr = 1e-6f, .warmup_epochs = 10,
         .weight_decay = 0.04f, .weight_decay_end = 0.4f,
-        .momentum_teacher = 0.996f, .clip_grad = 3.0f, .freeze_last_layer = 1, .seed = 0,
+        .momentum_teacher = 0.996f, .clip_grad = 3.0f, .freeze_last_layer = 1, .total_steps = 0,
+        .global_scale_min = 0.4f, .local_scale_min = 0.05f, .local_scale_max = 0.4f,
+        .mean = { 0.4914f, 0.4822f, 0.4465f }, .std = { 0.2470f, 0.2435f, 0.2616f }, // CIFAR-10's
+        .seed = 0,
     };
     return c;
 }
@@ -682,6 +766,12 @@ const char *config_error(const Config *c) {
     CHECK(c->weight_decay >= 0.0f && c->weight_decay_end >= 0.0f, "weight decay must be >= 0");
     CHECK(c->clip_grad >= 0.0f, "clip_grad must be >= 0 (0 = off), got %g", c->clip_grad);
     CHECK(c->freeze_last_layer >= 0, "freeze_last_layer must be >= 0");
+    CHECK(c->total_steps >= 0, "total_steps must be >= 0 (0 = epochs * steps_per_epoch)");
+    CHECK(c->global_scale_min > 0.0f && c->global_scale_min <= 1.0f, "global_scale_min must be in (0, 1], got %g", c->global_scale_min);
+    CHECK(c->local_scale_min > 0.0f && c->local_scale_min <= c->local_scale_max && c->local_scale_max <= 1.0f,
+          "local crop scales need 0 < local_scale_min <= local_scale_max <= 1, got %g, %g", c->local_scale_min, c->local_scale_max);
+    for (int i = 0; i < c->channels; i++)
+        CHECK(c->std[i] > 0.0f && isfinite(c->mean[i]), "pixel std must be > 0 (channel %d has %g)", i, c->std[i]);
     #undef CHECK
     return NULL;
 }
@@ -1197,10 +1287,13 @@ double cosine_schedule(double base, double final, int total_iters, int warmup_it
     return final + 0.5 * (base - final) * (1.0 + cos(M_PI * i / n));
 }
 
+// The schedules span total_steps iterations, or epochs * steps_per_epoch when it is 0.
+int schedule_length(const Config *c) { return c->total_steps > 0 ? c->total_steps : c->epochs * c->steps_per_epoch; }
+
 // The values of every schedule at iteration it, set into d for the step and the log.
 void set_schedules(Dino *d, int it) {
     const Config *c = &d->cfg;
-    int total = c->epochs * c->steps_per_epoch, epoch = it / c->steps_per_epoch;
+    int total = schedule_length(c), epoch = it / c->steps_per_epoch;
     d->lr = (float)cosine_schedule(c->lr * c->batch / 256.0, c->min_lr, total, c->warmup_epochs * c->steps_per_epoch, 0.0, it);
     d->wd = (float)cosine_schedule(c->weight_decay, c->weight_decay_end, total, 0, 0.0, it);
     d->momentum = (float)cosine_schedule(c->momentum_teacher, 1.0, total, 0, 0.0, it);
@@ -1268,7 +1361,8 @@ void ema_update(Dino *d, float momentum) {
 // One training iteration, in the order of main_dino.py train_one_epoch:
 // teacher forward (globals) -> student forward (all crops) -> loss (then the center moves)
 // -> backward -> clip -> cancel last-layer gradients -> AdamW -> EMA teacher.
-// Returns the loss; a non-finite loss returns before anything is updated.
+// Returns the loss; a non-finite loss or gradient returns NaN before the parameters are
+// updated (the center has moved by then; the caller stops the run without saving).
 float dino_step(Dino *d, const float *globals, const float *locals) {
     const Config *c = &d->cfg;
     int epoch = d->step / c->steps_per_epoch;
@@ -1285,6 +1379,9 @@ float dino_step(Dino *d, const float *globals, const float *locals) {
     memset(d->dlogits, 0, (size_t)d->RS * c->out_dim * sizeof(float));
     dino_loss_backward(d->dlogits, d->ps, d->pt, c->student_temp, c->batch, 2 + c->n_local, c->out_dim);
     student_backward(d, use_dp);
+    float gsum = 0.0f; // a NaN or an infinity anywhere makes the sum non-finite
+    for (size_t j = 0; j < d->num_params; j++) gsum += d->grads[j] * 0.0f;
+    if (!isfinite(gsum)) return NAN; // nothing updated: the caller stops the run
     if (c->clip_grad > 0.0f) clip_gradients(d, c->clip_grad);
     adamw_update(d, epoch < c->freeze_last_layer);
     ema_update(d, d->momentum);
@@ -1298,7 +1395,7 @@ float dino_step(Dino *d, const float *globals, const float *locals) {
 // A header of 256 int32, then float32 tensors:
 //   header[0] magic 20210429 ("DINO" paper date), header[1] version 1,
 //   header[2] number of config fields, header[3 ...] the config fields in config_fields
-//   order (floats stored by their bits), header[64] step, [65] AdamW steps,
+//   order (floats stored by their bits; at most 61), header[64] step, [65] AdamW steps,
 //   [66] AdamW steps of the last layer, [67..68] RNG state (low, high 32 bits),
 //   [69..70] number of parameters N (low, high); the rest 0.
 //   Then: student (N), teacher (N), AdamW m (N), AdamW v (N), center (K), all float32 in
@@ -1377,31 +1474,804 @@ void load_checkpoint(Dino *d, const char *path) {
     fclose(f);
 }
 
-// ----------------------------------------------------------------------------
-// 6. the command line
-#ifndef TESTING
 
-// Sets config field `name` from text, strictly: the whole text must be a number.
-static int set_config_field(Config *c, const char *name, const char *text) {
-    for (int i = 0; i < NUM_CONFIG_FIELDS; i++) {
-        if (strcmp(name, config_fields[i].name) != 0) continue;
-        char *end;
-        errno = 0;
-        if (config_fields[i].is_float) {
-            float v = strtof(text, &end);
-            if (end == text || *end != '\0' || errno != 0 || !isfinite(v)) die("--%s expects a number, got '%s'", name, text);
-            *config_float(c, i) = v;
-        } else {
-            long v = strtol(text, &end, 10);
-            if (end == text || *end != '\0' || errno != 0 || v < INT32_MIN || v > INT32_MAX) die("--%s expects an integer, got '%s'", name, text);
-            *config_int(c, i) = (int)v;
-        }
-        return 1;
+// ----------------------------------------------------------------------------
+// 6. data sets
+//
+// Every data set is held in memory as 8-bit pixels (n, C, S, S) plus labels when it has
+// them. Loaders do not exit: they return 0, or -1 with a message in data_error, so the
+// tests (and fuzzers) can feed them anything.
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic ignored "-Wsign-compare"
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#define STB_IMAGE_IMPLEMENTATION
+#include <stb/stb_image.h>
+#define STB_IMAGE_RESIZE_IMPLEMENTATION
+#include <stb/stb_image_resize.h>
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#include <stb/stb_image_write.h>
+#pragma GCC diagnostic pop
+#include <dirent.h>
+#include <sys/stat.h>
+#include <signal.h>
+#include <sys/resource.h>
+
+typedef struct {
+    int n, C, S;      // images, channels, side (images are square)
+    uint8_t *pixels;  // (n, C, S, S)
+    int *labels;      // (n) class indices, or NULL when the data set has no labels
+    int nclasses;
+    int bad_images;   // image-folder files stb_image could not read (skipped only on request)
+} Dataset;
+
+static char data_error[1024];
+static int data_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int data_fail(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(data_error, sizeof(data_error), fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+void dataset_free(Dataset *ds) { free(ds->pixels); free(ds->labels); memset(ds, 0, sizeof(*ds)); }
+
+// Makes room for `more` images of C channels and side S; the first images set C and S.
+static int dataset_grow(Dataset *ds, size_t more, int C, int S, int labelled) {
+    if (ds->n == 0 && ds->pixels == NULL) { ds->C = C; ds->S = S; }
+    if (ds->C != C || ds->S != S) return data_fail("mixing images of %dx%dx%d with %dx%dx%d", C, S, S, ds->C, ds->S, ds->S);
+    if ((ds->labels != NULL) != labelled && ds->n > 0) return data_fail("mixing labelled and unlabelled files");
+    size_t total = (size_t)ds->n + more, img = (size_t)C * S * S;
+    if (total > INT32_MAX) return data_fail("too many images (%zu)", total);
+    uint8_t *p = (uint8_t *)realloc(ds->pixels, total * img);
+    if (p == NULL) return data_fail("out of memory for %zu images", total);
+    ds->pixels = p;
+    if (labelled) {
+        int *l = (int *)realloc(ds->labels, total * sizeof(int));
+        if (l == NULL) return data_fail("out of memory for %zu labels", total);
+        ds->labels = l;
     }
     return 0;
 }
 
-static void print_config(const Config *cfg) {
+static long file_size(FILE *f) {
+    if (fseek(f, 0, SEEK_END) != 0) return -1;
+    long n = ftell(f);
+    if (fseek(f, 0, SEEK_SET) != 0) return -1;
+    return n;
+}
+
+// CIFAR-10 and CIFAR-100 binary: records of label byte(s) then 3072 pixel bytes (the
+// 32x32 red plane, then green, then blue). CIFAR-100 has 2 label bytes: coarse, fine;
+// we use the fine label.
+int load_cifar_file(Dataset *ds, const char *path, int label_bytes) {
+    int nclasses = label_bytes == 1 ? 10 : 100;
+    size_t rec = label_bytes + 3072;
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) return data_fail("cannot open '%s': %s", path, strerror(errno));
+    long size = file_size(f);
+    if (size <= 0 || size % rec != 0) {
+        fclose(f);
+        return data_fail("'%s' is not a CIFAR-%d binary file: its size %ld is not a multiple of %zu bytes (truncated?)", path, nclasses, size, rec);
+    }
+    size_t n = size / rec;
+    if (dataset_grow(ds, n, 3, 32, 1) != 0) { fclose(f); return -1; }
+    uint8_t buf[3074];
+    for (size_t i = 0; i < n; i++) {
+        if (fread(buf, 1, rec, f) != rec) { fclose(f); return data_fail("'%s': read failed at record %zu", path, i); }
+        int label = buf[label_bytes - 1];
+        if (label >= nclasses) { fclose(f); return data_fail("'%s': record %zu has label %d, not a CIFAR-%d file", path, i, label, nclasses); }
+        ds->labels[ds->n] = label;
+        memcpy(ds->pixels + (size_t)ds->n * 3072, buf + label_bytes, 3072);
+        ds->n++;
+    }
+    fclose(f);
+    ds->nclasses = nclasses;
+    return 0;
+}
+
+static uint32_t read_be32(const uint8_t *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
+
+// MNIST / Fashion-MNIST IDX: images magic 0x00000803, then count, rows, cols (big-endian
+// int32), then the bytes; labels magic 0x00000801, count, bytes. labels_path may be NULL.
+int load_idx(Dataset *ds, const char *images_path, const char *labels_path) {
+    FILE *f = fopen(images_path, "rb");
+    if (f == NULL) return data_fail("cannot open '%s': %s", images_path, strerror(errno));
+    uint8_t h[16];
+    long size = file_size(f);
+    if (fread(h, 1, 16, f) != 16 || read_be32(h) != 0x803) {
+        fclose(f);
+        return data_fail("'%s' is not an IDX image file (magic 0x00000803 expected; gzipped? unpack it first)", images_path);
+    }
+    uint32_t n = read_be32(h + 4), rows = read_be32(h + 8), cols = read_be32(h + 12);
+    if (rows != cols || rows == 0 || rows > 4096 || n == 0 || n > INT32_MAX) {
+        fclose(f);
+        return data_fail("'%s': unsupported IDX shape %u x %u x %u (square images expected)", images_path, n, rows, cols);
+    }
+    if (size != 16 + (long)n * rows * cols) {
+        fclose(f);
+        return data_fail("'%s' holds %ld bytes, its header promises %ld: truncated or corrupt", images_path, size, 16 + (long)n * rows * cols);
+    }
+    int base = ds->n;
+    if (dataset_grow(ds, n, 1, rows, labels_path != NULL) != 0) { fclose(f); return -1; }
+    size_t bytes = (size_t)n * rows * cols;
+    if (fread(ds->pixels + (size_t)base * rows * cols, 1, bytes, f) != bytes) { fclose(f); return data_fail("'%s': read failed", images_path); }
+    fclose(f);
+    if (labels_path != NULL) {
+        f = fopen(labels_path, "rb");
+        if (f == NULL) return data_fail("cannot open labels '%s': %s", labels_path, strerror(errno));
+        size = file_size(f);
+        if (fread(h, 1, 8, f) != 8 || read_be32(h) != 0x801) { fclose(f); return data_fail("'%s' is not an IDX label file (magic 0x00000801)", labels_path); }
+        if (read_be32(h + 4) != n || size != 8 + (long)n) {
+            fclose(f);
+            return data_fail("'%s' has %u labels (%ld bytes) for %u images", labels_path, read_be32(h + 4), size, n);
+        }
+        uint8_t *lab = (uint8_t *)mallocCheck(n);
+        size_t got = fread(lab, 1, n, f);
+        fclose(f);
+        if (got != n) { free(lab); return data_fail("'%s': read failed", labels_path); }
+        int maxl = 0;
+        for (uint32_t i = 0; i < n; i++) { ds->labels[base + i] = lab[i]; if (lab[i] > maxl) maxl = lab[i]; }
+        free(lab);
+        if (maxl + 1 > ds->nclasses) ds->nclasses = maxl + 1;
+    }
+    ds->n = base + n;
+    return 0;
+}
+
+static int is_dir(const char *path) { struct stat st; return stat(path, &st) == 0 && S_ISDIR(st.st_mode); }
+static int is_file(const char *path) { struct stat st; return stat(path, &st) == 0 && S_ISREG(st.st_mode); }
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+// The names in a directory (no dot files), sorted; dirs_only picks subdirectories or files.
+static char **list_dir(const char *dir, int dirs_only, int *count) {
+    *count = 0;
+    DIR *d = opendir(dir);
+    if (d == NULL) return NULL;
+    int cap = 64;
+    char **names = (char **)mallocCheck(cap * sizeof(char *));
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.') continue;
+        char path[8192];
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        if (dirs_only ? !is_dir(path) : !is_file(path)) continue;
+        if (*count == cap) { cap *= 2; names = (char **)realloc(names, cap * sizeof(char *)); if (!names) die("out of memory listing %s", dir); }
+        names[(*count)++] = strdup(e->d_name);
+    }
+    closedir(d);
+    qsort(names, *count, sizeof(char *), cmp_str);
+    return names;
+}
+
+static void free_list(char **names, int n) { for (int i = 0; i < n; i++) free(names[i]); free(names); }
+
+// Square-crop the centre of an image and resize it to S x S with stb_image_resize, C channels.
+static void center_square_resize(uint8_t *out /* (C, S, S) */, const uint8_t *img /* (h, w, C) */, int w, int h, int C, int S) {
+    int side = w < h ? w : h, x0 = (w - side) / 2, y0 = (h - side) / 2;
+    uint8_t *tmp = (uint8_t *)mallocCheck((size_t)S * S * C);
+    stbir_resize_uint8(img + ((size_t)y0 * w + x0) * C, side, side, w * C, tmp, S, S, S * C, C);
+    for (int c = 0; c < C; c++) // interleaved (y, x, c) to planar (c, y, x)
+        for (int i = 0; i < S * S; i++) out[(size_t)c * S * S + i] = tmp[(size_t)i * C + c];
+    free(tmp);
+}
+
+// A folder of class subfolders of images (any format stb_image reads). The class is the
+// subfolder, in sorted order. Images are centre-cropped to a square and resized to S.
+// An image stb_image cannot read is reported by name; with skip_bad it is counted and
+// left out, otherwise loading fails.
+int load_image_folder(Dataset *ds, const char *dir, int C, int S, int skip_bad) {
+    int nclasses;
+    char **classes = list_dir(dir, 1, &nclasses);
+    if (classes == NULL) return data_fail("cannot read directory '%s': %s", dir, strerror(errno));
+    if (nclasses == 0) { free(classes); return data_fail("'%s' has no class subfolders (expected DIR/<class>/<image files>)", dir); }
+    if (nclasses > 100000) { free_list(classes, nclasses); return data_fail("'%s' has too many subfolders", dir); }
+    int status = 0;
+    for (int k = 0; k < nclasses && status == 0; k++) {
+        char cdir[4096];
+        snprintf(cdir, sizeof(cdir), "%s/%s", dir, classes[k]);
+        int nfiles;
+        char **files = list_dir(cdir, 0, &nfiles);
+        if (files == NULL) { status = data_fail("cannot read directory '%s'", cdir); break; }
+        for (int i = 0; i < nfiles; i++) {
+            char path[8192];
+            snprintf(path, sizeof(path), "%s/%s", cdir, files[i]);
+            int w, h, ch;
+            uint8_t *img = stbi_load(path, &w, &h, &ch, C);
+            if (img == NULL) {
+                ds->bad_images++;
+                fprintf(stderr, "%s: cannot read image '%s': %s\n", skip_bad ? "warning" : "error", path, stbi_failure_reason());
+                if (!skip_bad) { status = data_fail("'%s' is not an image stb_image can read; remove it or pass --skip-bad-images", path); break; }
+                continue;
+            }
+            if (dataset_grow(ds, 1, C, S, 1) != 0) { stbi_image_free(img); status = -1; break; }
+            center_square_resize(ds->pixels + (size_t)ds->n * C * S * S, img, w, h, C, S);
+            ds->labels[ds->n++] = k;
+            stbi_image_free(img);
+        }
+        free_list(files, nfiles);
+    }
+    free_list(classes, nclasses);
+    if (status != 0) return status;
+    if (ds->n == 0) return data_fail("'%s' holds no readable images (%d unreadable)", dir, ds->bad_images);
+    ds->nclasses = nclasses;
+    if (ds->bad_images > 0) fprintf(stderr, "warning: skipped %d unreadable image(s) in '%s'\n", ds->bad_images, dir);
+    return 0;
+}
+
+// A built-in labelled data set, generated from a seed: 32x32 RGB, 10 classes of shapes
+// and textures. Colour, position, scale, rotation, background and noise vary at random,
+// so nearest neighbours on raw pixels do badly and only a model that learned the shapes
+// clusters them. Image i is generated from (seed, i) alone.
+enum { SYN_DISC, SYN_SQUARE, SYN_TRIANGLE, SYN_RING, SYN_CROSS, SYN_STAR, SYN_FRAME, SYN_STRIPES, SYN_CHECKER, SYN_DOTS, SYN_CLASSES };
+
+static Rng rng_stream(uint64_t a, uint64_t b, uint64_t c, uint64_t d) {
+    Rng r = { a * 0x9E3779B97F4A7C15ull ^ (b + 0x632BE59BD9B4E019ull) * 0xBF58476D1CE4E5B9ull };
+    rng_next(&r);
+    r.state ^= (c + 0x8CB92BA72F3D8DD7ull) * 0x94D049BB133111EBull;
+    rng_next(&r);
+    r.state ^= (d + 0x2545F4914F6CDD1Dull) * 0xD6E8FEB86659FD93ull;
+    rng_next(&r);
+    return r;
+}
+
+// Is point (u, v), in the shape's own frame (unit size, centred), inside shape k?
+static int synthetic_inside(int k, float u, float v, float p) {
+    float r = sqrtf(u * u + v * v), au = fabsf(u), av = fabsf(v);
+    switch (k) {
+        case SYN_DISC: return r < 1.0f;
+        case SYN_SQUARE: return au < 0.8f && av < 0.8f;
+        case SYN_TRIANGLE: return v < 0.7f && v > -0.9f + 2.2f * au; // apex up
+        case SYN_RING: return r < 1.0f && r > 0.55f;
+        case SYN_CROSS: return (au < 0.3f && av < 1.0f) || (av < 0.3f && au < 1.0f);
+        case SYN_STAR: { float a = atan2f(v, u); return r < 0.45f + 0.55f * powf(fabsf(cosf(2.5f * a)), 3.0f); }
+        case SYN_FRAME: return au < 0.9f && av < 0.9f && (au > 0.55f || av > 0.55f);
+        case SYN_STRIPES: return sinf(u * p) > 0.0f;
+        case SYN_CHECKER: return (sinf(u * p) > 0.0f) != (sinf(v * p) > 0.0f);
+        case SYN_DOTS: return sinf(u * p) * sinf(v * p) > 0.35f;
+    }
+    return 0;
+}
+
+void synthetic_image(uint8_t *out /* (3, 32, 32) */, int *label, uint64_t seed, uint64_t index) {
+    const int S = 32;
+    Rng r = rng_stream(seed, index, 77, 0);
+    int k = (int)(rng_next(&r) % SYN_CLASSES);
+    float fg[3], bg[3], bg2[3];
+    // a foreground colour far enough from the background to be seen
+    do {
+        for (int c = 0; c < 3; c++) { fg[c] = rng_uniform(&r); bg[c] = rng_uniform(&r); }
+    } while (fabsf(fg[0] - bg[0]) + fabsf(fg[1] - bg[1]) + fabsf(fg[2] - bg[2]) < 0.6f);
+    for (int c = 0; c < 3; c++) bg2[c] = fminf(1.0f, fmaxf(0.0f, bg[c] + 0.3f * (rng_uniform(&r) - 0.5f)));
+    int texture = k >= SYN_STRIPES;
+    float scale = texture ? 1.0f : 6.0f + 6.0f * rng_uniform(&r);        // shape radius in pixels
+    float cx = texture ? 16.0f : scale + (S - 2 * scale) * rng_uniform(&r);
+    float cy = texture ? 16.0f : scale + (S - 2 * scale) * rng_uniform(&r);
+    float angle = 6.2831853f * rng_uniform(&r), ca = cosf(angle), sa = sinf(angle);
+    float period = 0.6f + 0.6f * rng_uniform(&r);                         // texture frequency
+    float gdir = 6.2831853f * rng_uniform(&r), noise = 0.02f + 0.06f * rng_uniform(&r);
+    for (int y = 0; y < S; y++)
+        for (int x = 0; x < S; x++) {
+            // 2x2 supersampling for smooth edges
+            float cover = 0.0f;
+            for (int sy = 0; sy < 2; sy++)
+                for (int sx = 0; sx < 2; sx++) {
+                    float px = x + 0.25f + 0.5f * sx - cx, py = y + 0.25f + 0.5f * sy - cy;
+                    float u = (ca * px + sa * py) / scale, v = (-sa * px + ca * py) / scale;
+                    cover += 0.25f * synthetic_inside(k, u, v, period);
+                }
+            float g = 0.5f + 0.5f * ((x - 16) * cosf(gdir) + (y - 16) * sinf(gdir)) / 22.0f; // background gradient
+            for (int c = 0; c < 3; c++) {
+                float back = bg[c] * (1 - g) + bg2[c] * g;
+                float val = cover * fg[c] + (1 - cover) * back + noise * rng_normal(&r);
+                out[(size_t)c * S * S + y * S + x] = (uint8_t)lrintf(fminf(1.0f, fmaxf(0.0f, val)) * 255.0f);
+            }
+        }
+    *label = k;
+}
+
+// n images starting at index `first` (so a test split is a disjoint range of the same stream).
+int make_synthetic(Dataset *ds, int n, uint64_t seed, uint64_t first) {
+    if (n <= 0) return data_fail("synthetic data set needs n > 0");
+    if (dataset_grow(ds, n, 3, 32, 1) != 0) return -1;
+    #pragma omp parallel for
+    for (int i = 0; i < n; i++) synthetic_image(ds->pixels + (size_t)(ds->n + i) * 3072, &ds->labels[ds->n + i], seed, first + i);
+    ds->n += n;
+    ds->nclasses = SYN_CLASSES;
+    return 0;
+}
+
+static int same_file(const char *a, const char *b) {
+    struct stat sa, sb;
+    return a != NULL && b != NULL && stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+// Opens any supported data set. path is:
+//   "synthetic"                    the built-in set (train: images 0..n-1, test: a disjoint range)
+//   a CIFAR .bin file              CIFAR-10 (1 label byte) or CIFAR-100 (2; names train.bin/test.bin)
+//   a CIFAR-10 directory           train: data_batch_1..5.bin; test: test_batch.bin
+//   a CIFAR-100 directory          train.bin / test.bin
+//   an IDX image file              MNIST layout; labels found next to it by the standard name
+//   an MNIST directory             train-images-idx3-ubyte (+labels) / t10k-images-idx3-ubyte
+//   any other directory            class subfolders of images
+// A training split skips the file `exclude` (a test file inside the same directory).
+int dataset_open(Dataset *ds, const char *path, int test_split, const char *exclude, int C, int S, int synthetic_n, int skip_bad) {
+    memset(ds, 0, sizeof(*ds));
+    char p[4096];
+    if (strcmp(path, "synthetic") == 0)
+        return make_synthetic(ds, test_split ? (synthetic_n / 5 > 0 ? synthetic_n / 5 : 1) : synthetic_n, 1234, test_split ? 1u << 30 : 0);
+    if (is_file(path)) {
+        const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+        size_t len = strlen(base);
+        if (len > 4 && strcmp(base + len - 4, ".bin") == 0) {
+            int c100 = strcmp(base, "train.bin") == 0 || strcmp(base, "test.bin") == 0;
+            return load_cifar_file(ds, path, c100 ? 2 : 1);
+        }
+        if (strstr(base, "idx3-ubyte") != NULL) {
+            char labels[4096];
+            snprintf(labels, sizeof(labels), "%s", path);
+            char *at = strstr(labels + (base - path), "images-idx3-ubyte");
+            if (at != NULL) {
+                memcpy(at, "labels-idx1", 11);
+                return load_idx(ds, path, is_file(labels) ? labels : NULL);
+            }
+            return load_idx(ds, path, NULL);
+        }
+        return data_fail("'%s': unknown data format (expected a CIFAR .bin, an IDX file, a directory, or 'synthetic')", path);
+    }
+    if (!is_dir(path)) return data_fail("data path '%s' does not exist", path);
+    char batch1[4096], test_batch[4096];
+    snprintf(batch1, sizeof(batch1), "%s/data_batch_1.bin", path);
+    snprintf(test_batch, sizeof(test_batch), "%s/test_batch.bin", path);
+    if (is_file(batch1) || is_file(test_batch)) { // CIFAR-10
+        if (test_split) {
+            if (!is_file(test_batch)) return data_fail("'%s' has no test_batch.bin; pass --test with a held-out file (e.g. %s/data_batch_5.bin)", path, path);
+            return load_cifar_file(ds, test_batch, 1);
+        }
+        for (int i = 1; i <= 5; i++) {
+            snprintf(p, sizeof(p), "%s/data_batch_%d.bin", path, i);
+            if (!is_file(p) || same_file(p, exclude)) continue;
+            if (load_cifar_file(ds, p, 1) != 0) return -1;
+        }
+        return ds->n > 0 ? 0 : data_fail("'%s': no CIFAR-10 training batches left", path);
+    }
+    snprintf(p, sizeof(p), "%s/%s.bin", path, test_split ? "test" : "train");
+    if (is_file(p)) return load_cifar_file(ds, p, 2);
+    snprintf(p, sizeof(p), "%s/%s-images-idx3-ubyte", path, test_split ? "t10k" : "train");
+    if (is_file(p)) {
+        char labels[4096];
+        snprintf(labels, sizeof(labels), "%s/%s-labels-idx1-ubyte", path, test_split ? "t10k" : "train");
+        return load_idx(ds, p, is_file(labels) ? labels : NULL);
+    }
+    return load_image_folder(ds, path, C, S, skip_bad);
+}
+
+// Per-channel mean and std of the pixels in [0, 1] units, from up to 10000 images.
+void dataset_stats(const Dataset *ds, float *mean, float *std) {
+    size_t n = ds->n < 10000 ? ds->n : 10000, SS = (size_t)ds->S * ds->S;
+    for (int c = 0; c < ds->C; c++) {
+        double s = 0.0, s2 = 0.0;
+        for (size_t i = 0; i < n; i++) {
+            const uint8_t *p = ds->pixels + ((size_t)i * ds->C + c) * SS;
+            for (size_t j = 0; j < SS; j++) { double v = p[j] / 255.0; s += v; s2 += v * v; }
+        }
+        double m = s / (n * SS), var = s2 / (n * SS) - m * m;
+        mean[c] = (float)m;
+        std[c] = (float)sqrt(var > 1e-8 ? var : 1e-8);
+    }
+}
+
+// ----------------------------------------------------------------------------
+// 7. multi-crop augmentation (main_dino.py DataAugmentationDINO)
+//
+// Each image gives 2 global crops at the training resolution and n_local local crops at
+// local_size, each with its own random draws. Every crop: RandomResizedCrop, horizontal
+// flip (p 0.5), colour jitter (p 0.8), grayscale (p 0.2), Gaussian blur (p 1.0 for global
+// crop 1, 0.1 for global crop 2, 0.5 for local crops), solarisation (global crop 2 only,
+// p 0.2), then normalisation with the data set's mean and std. 1-channel data skips the
+// colour operations (saturation, hue, grayscale). Each (step, image, crop) has its own
+// random stream, so the crops do not depend on the number of threads.
+
+// Bilinear sample of the C x S x S uint8 image at (y, x) in pixel-centre coordinates, in [0, 1].
+static float sample_bilinear(const uint8_t *img, int S, float y, float x) {
+    y = fminf(fmaxf(y, 0.0f), S - 1.0f);
+    x = fminf(fmaxf(x, 0.0f), S - 1.0f);
+    int y0 = (int)y, x0 = (int)x, y1 = y0 + 1 < S ? y0 + 1 : y0, x1 = x0 + 1 < S ? x0 + 1 : x0;
+    float fy = y - y0, fx = x - x0;
+    float top = img[y0 * S + x0] * (1 - fx) + img[y0 * S + x1] * fx;
+    float bot = img[y1 * S + x0] * (1 - fx) + img[y1 * S + x1] * fx;
+    return (top * (1 - fy) + bot * fy) * (1.0f / 255.0f);
+}
+
+// Cuts the region (top, left, h, w) of the source and resizes it to s x s (bilinear).
+static void crop_resize(float *out, const uint8_t *img, int C, int S, float top, float left, float h, float w, int s) {
+    for (int c = 0; c < C; c++)
+        for (int y = 0; y < s; y++)
+            for (int x = 0; x < s; x++)
+                out[((size_t)c * s + y) * s + x] = sample_bilinear(img + (size_t)c * S * S, S,
+                                                                   top + (y + 0.5f) * h / s - 0.5f, left + (x + 0.5f) * w / s - 0.5f);
+}
+
+// torchvision RandomResizedCrop.get_params: an area fraction from [scale_min, scale_max]
+// and an aspect ratio log-uniform in [3/4, 4/3]; 10 tries, then the whole image.
+static void random_resized_crop(float *out, const uint8_t *img, int C, int S, int s, float scale_min, float scale_max, Rng *r) {
+    float area = (float)S * S;
+    for (int attempt = 0; attempt < 10; attempt++) {
+        float target = area * (scale_min + (scale_max - scale_min) * rng_uniform(r));
+        float logr = logf(3.0f / 4.0f) + (logf(4.0f / 3.0f) - logf(3.0f / 4.0f)) * rng_uniform(r);
+        float aspect = expf(logr);
+        int w = (int)lrintf(sqrtf(target * aspect)), h = (int)lrintf(sqrtf(target / aspect));
+        if (w > 0 && h > 0 && w <= S && h <= S) {
+            int top = (int)(rng_next(r) % (uint64_t)(S - h + 1)), left = (int)(rng_next(r) % (uint64_t)(S - w + 1));
+            crop_resize(out, img, C, S, top, left, h, w, s);
+            return;
+        }
+    }
+    crop_resize(out, img, C, S, 0, 0, S, S, s);
+}
+
+static float clamp01(float x) { return fminf(fmaxf(x, 0.0f), 1.0f); }
+static float luma(float r, float g, float b) { return 0.299f * r + 0.587f * g + 0.114f * b; } // ITU-R 601, as torchvision
+
+// Hue rotation by `shift` (a fraction of the colour circle) through HSV.
+static void shift_hue(float *r, float *g, float *b, float shift) {
+    float mx = fmaxf(*r, fmaxf(*g, *b)), mn = fminf(*r, fminf(*g, *b)), d = mx - mn;
+    if (d <= 0.0f) return; // grey: no hue
+    float h;
+    if (mx == *r) h = fmodf((*g - *b) / d, 6.0f);
+    else if (mx == *g) h = (*b - *r) / d + 2.0f;
+    else h = (*r - *g) / d + 4.0f;
+    h = h / 6.0f + shift;
+    h -= floorf(h);
+    float s = d / mx, v = mx, hh = h * 6.0f, f = hh - floorf(hh);
+    float p = v * (1 - s), q = v * (1 - s * f), t = v * (1 - s * (1 - f));
+    switch ((int)hh % 6) {
+        case 0: *r = v; *g = t; *b = p; break;
+        case 1: *r = q; *g = v; *b = p; break;
+        case 2: *r = p; *g = v; *b = t; break;
+        case 3: *r = p; *g = q; *b = v; break;
+        case 4: *r = t; *g = p; *b = v; break;
+        default: *r = v; *g = p; *b = q; break;
+    }
+}
+
+// ColorJitter(brightness 0.4, contrast 0.4, saturation 0.2, hue 0.1): the four in a
+// random order, each with a random strength, clamped to [0, 1] after each.
+static void color_jitter(float *x, int C, int s, Rng *r) {
+    size_t n = (size_t)s * s;
+    int order[4] = { 0, 1, 2, 3 };
+    for (int i = 3; i > 0; i--) { int j = (int)(rng_next(r) % (uint64_t)(i + 1)); int t = order[i]; order[i] = order[j]; order[j] = t; }
+    float bright = 0.6f + 0.8f * rng_uniform(r), contrast = 0.6f + 0.8f * rng_uniform(r);
+    float sat = 0.8f + 0.4f * rng_uniform(r), hue = -0.1f + 0.2f * rng_uniform(r);
+    for (int o = 0; o < 4; o++) {
+        if (order[o] == 0) { // brightness: blend with black
+            for (size_t i = 0; i < n * C; i++) x[i] = clamp01(x[i] * bright);
+        } else if (order[o] == 1) { // contrast: blend with the mean grey level of the image
+            double m = 0.0;
+            for (size_t i = 0; i < n; i++) m += C == 3 ? luma(x[i], x[n + i], x[2 * n + i]) : x[i];
+            float mean = (float)(m / n);
+            for (size_t i = 0; i < n * C; i++) x[i] = clamp01(contrast * x[i] + (1 - contrast) * mean);
+        } else if (order[o] == 2 && C == 3) { // saturation: blend with the pixel's grey
+            for (size_t i = 0; i < n; i++) {
+                float g = luma(x[i], x[n + i], x[2 * n + i]);
+                for (int c = 0; c < 3; c++) x[c * n + i] = clamp01(sat * x[c * n + i] + (1 - sat) * g);
+            }
+        } else if (order[o] == 3 && C == 3) { // hue
+            for (size_t i = 0; i < n; i++) shift_hue(&x[i], &x[n + i], &x[2 * n + i], hue);
+        }
+    }
+}
+
+// Gaussian blur with standard deviation sigma (pixels), separable, mirrored borders.
+static void gaussian_blur(float *x, int C, int s, float sigma) {
+    int rad = (int)ceilf(3.0f * sigma);
+    if (rad < 1) rad = 1;
+    if (rad > 31) rad = 31;
+    float k[63], sum = 0.0f, line[s];
+    for (int i = -rad; i <= rad; i++) { k[i + rad] = expf(-0.5f * i * i / (sigma * sigma)); sum += k[i + rad]; }
+    for (int i = 0; i < 2 * rad + 1; i++) k[i] /= sum;
+    for (int c = 0; c < C; c++) {
+        float *p = x + (size_t)c * s * s;
+        for (int pass = 0; pass < 2; pass++) // rows, then columns
+            for (int a = 0; a < s; a++) {
+                size_t base = pass == 0 ? (size_t)a * s : (size_t)a, step = pass == 0 ? 1 : (size_t)s;
+                for (int b = 0; b < s; b++) line[b] = p[base + b * step];
+                for (int b = 0; b < s; b++) {
+                    float acc = 0.0f;
+                    for (int i = -rad; i <= rad; i++) {
+                        int j = b + i;
+                        while (j < 0 || j >= s) j = j < 0 ? -j - 1 : 2 * s - j - 1; // mirror
+                        acc += k[i + rad] * line[j];
+                    }
+                    p[base + b * step] = acc;
+                }
+            }
+    }
+}
+
+// One crop, all the way to normalised floats. kind: 0 = global crop 1, 1 = global crop 2,
+// 2 = local crop.
+void augment_crop(float *out, const uint8_t *img, int C, int S, int s, int kind, const Config *cfg, Rng *r) {
+    float smin = kind < 2 ? cfg->global_scale_min : cfg->local_scale_min, smax = kind < 2 ? 1.0f : cfg->local_scale_max;
+    random_resized_crop(out, img, C, S, s, smin, smax, r);
+    size_t n = (size_t)s * s;
+    if (rng_uniform(r) < 0.5f) // horizontal flip
+        for (int c = 0; c < C; c++)
+            for (int y = 0; y < s; y++)
+                for (int x = 0; x < s / 2; x++) {
+                    float *row = out + ((size_t)c * s + y) * s, t = row[x];
+                    row[x] = row[s - 1 - x]; row[s - 1 - x] = t;
+                }
+    if (rng_uniform(r) < 0.8f) color_jitter(out, C, s, r);
+    if (C == 3 && rng_uniform(r) < 0.2f) // grayscale
+        for (size_t i = 0; i < n; i++) { float g = luma(out[i], out[n + i], out[2 * n + i]); out[i] = out[n + i] = out[2 * n + i] = g; }
+    // Gaussian blur: the official sigma is U(0.1, 2.0) pixels on 224 px global and 96 px
+    // local crops; we keep the same blur relative to the crop size.
+    float blur_p = kind == 0 ? 1.0f : (kind == 1 ? 0.1f : 0.5f);
+    if (rng_uniform(r) < blur_p) {
+        float sigma = (0.1f + 1.9f * rng_uniform(r)) * s / (kind < 2 ? 224.0f : 96.0f);
+        gaussian_blur(out, C, s, sigma);
+    }
+    if (kind == 1 && rng_uniform(r) < 0.2f) // solarisation: invert pixels >= 128/255
+        for (size_t i = 0; i < n * C; i++) if (out[i] >= 128.0f / 255.0f) out[i] = 1.0f - out[i];
+    for (int c = 0; c < C; c++)
+        for (size_t i = 0; i < n; i++) out[c * n + i] = (out[c * n + i] - cfg->mean[c]) / cfg->std[c];
+}
+
+// The crops of one training batch: globals (2B, C, S, S) and locals (NL*B, C, s, s),
+// crop-major (crop j of image b is row j*B + b). idx lists the B images of the batch.
+void make_crops(float *globals, float *locals, const Dataset *ds, const int *idx, int B, const Config *cfg, uint64_t step) {
+    int C = ds->C, S = cfg->img_size, s = cfg->local_size, ncrops = 2 + cfg->n_local;
+    #pragma omp parallel for collapse(2)
+    for (int b = 0; b < B; b++)
+        for (int j = 0; j < ncrops; j++) {
+            Rng r = rng_stream(cfg->seed, step, idx[b], j);
+            const uint8_t *img = ds->pixels + (size_t)idx[b] * C * ds->S * ds->S;
+            if (j < 2) augment_crop(globals + ((size_t)j * B + b) * C * S * S, img, C, ds->S, S, j, cfg, &r);
+            else augment_crop(locals + ((size_t)(j - 2) * B + b) * C * s * s, img, C, ds->S, s, 2, cfg, &r);
+        }
+}
+
+// The evaluation view of an image: the whole image resized to the training resolution,
+// normalised (eval_knn.py resizes and centre-crops; our images are square already).
+void eval_view(float *out, const Dataset *ds, int i, const Config *cfg) {
+    int S = cfg->img_size, C = ds->C;
+    crop_resize(out, ds->pixels + (size_t)i * C * ds->S * ds->S, C, ds->S, 0, 0, ds->S, ds->S, S);
+    size_t n = (size_t)S * S;
+    for (int c = 0; c < C; c++)
+        for (size_t k = 0; k < n; k++) out[c * n + k] = (out[c * n + k] - cfg->mean[c]) / cfg->std[c];
+}
+
+// ----------------------------------------------------------------------------
+// 8. features and k-NN evaluation (eval_knn.py)
+
+// Teacher (or student) backbone features of every image: the CLS token after the final
+// norm, on the evaluation view, L2-normalised. feats is (n, D).
+void extract_features(float *feats, const Dataset *ds, const Dino *d, int use_teacher) {
+    const Config *c = &d->cfg;
+    int D = c->dim, R = 256;
+    size_t img = (size_t)ds->C * c->img_size * c->img_size;
+    BackboneActs a;
+    backbone_acts_alloc(&a, c, R, c->img_size, 0);
+    float *x = (float *)mallocCheck(R * img * sizeof(float)), *norm = (float *)mallocCheck(R * sizeof(float));
+    for (int start = 0; start < ds->n; start += R) {
+        int rows = ds->n - start < R ? ds->n - start : R;
+        #pragma omp parallel for
+        for (int i = 0; i < rows; i++) eval_view(x + i * img, ds, start + i, c);
+        a.R = rows; // a pass may use fewer rows than it was allocated for
+        backbone_forward(&a, use_teacher ? &d->t : &d->p, c, x, feats + (size_t)start * D, NULL, 0);
+        l2norm_forward(feats + (size_t)start * D, norm, feats + (size_t)start * D, rows, D);
+    }
+    a.R = R;
+    backbone_acts_free(&a);
+    free(x); free(norm);
+}
+
+// Raw pixels as features (the --baseline): the evaluation view, flattened, L2-normalised.
+float *pixel_features(const Dataset *ds, const Config *c, int *dim) {
+    size_t img = (size_t)ds->C * c->img_size * c->img_size;
+    float *f = (float *)mallocCheck(ds->n * img * sizeof(float)), *norm = (float *)mallocCheck(ds->n * sizeof(float));
+    #pragma omp parallel for
+    for (int i = 0; i < ds->n; i++) eval_view(f + i * img, ds, i, c);
+    l2norm_forward(f, norm, f, ds->n, (int)img);
+    free(norm);
+    *dim = (int)img;
+    return f;
+}
+
+// Weighted k-NN (eval_knn.py knn_classifier): cosine similarity to every training
+// feature, the k most similar vote for their class with weight exp(sim / T), top-1 and
+// top-5 of the summed votes, in percent, for each k in ks.
+void knn_classify(float *top1, float *top5, const int *ks, int nk, const float *train, const int *train_labels, int ntrain,
+                  const float *test, const int *test_labels, int ntest, int D, int nclasses, float T) {
+    int kmax = 1, chunk = 64;
+    for (int q = 0; q < nk; q++) if (ks[q] > kmax) kmax = ks[q];
+    if (kmax > ntrain) kmax = ntrain;
+    int hits1[nk], hits5[nk];
+    for (int q = 0; q < nk; q++) hits1[q] = hits5[q] = 0;
+    float *sims = (float *)mallocCheck((size_t)chunk * ntrain * sizeof(float));
+    for (int start = 0; start < ntest; start += chunk) {
+        int rows = ntest - start < chunk ? ntest - start : chunk;
+        matmul_forward(sims, test + (size_t)start * D, train, NULL, rows, D, ntrain); // cosines
+        int h1[rows][nk], h5[rows][nk]; // per test row, summed below in a fixed order
+        #pragma omp parallel for
+        for (int r = 0; r < rows; r++) {
+            const float *s = sims + (size_t)r * ntrain;
+            // the kmax most similar, kept sorted by insertion (kmax is small)
+            float best[kmax];
+            int who[kmax], nb = 0;
+            for (int j = 0; j < ntrain; j++) {
+                if (nb == kmax && s[j] <= best[nb - 1]) continue;
+                int pos = nb < kmax ? nb++ : nb - 1;
+                while (pos > 0 && best[pos - 1] < s[j]) { best[pos] = best[pos - 1]; who[pos] = who[pos - 1]; pos--; }
+                best[pos] = s[j]; who[pos] = j;
+            }
+            float votes[nclasses];
+            for (int q = 0; q < nk; q++) {
+                int k = ks[q] < nb ? ks[q] : nb;
+                for (int c = 0; c < nclasses; c++) votes[c] = 0.0f;
+                for (int i = 0; i < k; i++) votes[train_labels[who[i]]] += expf(best[i] / T);
+                int label = test_labels[start + r], rank = 0; // classes ranked above the true one
+                for (int c = 0; c < nclasses; c++) if (votes[c] > votes[label] || (votes[c] == votes[label] && c < label)) rank++;
+                h1[r][q] = rank == 0;
+                h5[r][q] = rank < 5;
+            }
+        }
+        for (int r = 0; r < rows; r++)
+            for (int q = 0; q < nk; q++) { hits1[q] += h1[r][q]; hits5[q] += h5[r][q]; }
+    }
+    for (int q = 0; q < nk; q++) { top1[q] = 100.0f * hits1[q] / ntest; top5[q] = 100.0f * hits5[q] / ntest; }
+    free(sims);
+}
+
+#define KNN_NK 4
+static const int knn_ks[KNN_NK] = { 10, 20, 100, 200 }; // eval_knn.py's nb_knn; 20 is the headline
+
+// k-NN of the teacher's features on (a prefix of) the test set; returns k=20 top-1.
+float knn_eval(const Dino *d, const Dataset *train, const Dataset *test, int max_train, int max_test, float T, float *top1, float *top5) {
+    Dataset tr = *train, te = *test; // views of prefixes
+    if (max_train > 0 && tr.n > max_train) tr.n = max_train;
+    if (max_test > 0 && te.n > max_test) te.n = max_test;
+    int D = d->cfg.dim;
+    float *ftr = (float *)mallocCheck((size_t)tr.n * D * sizeof(float)), *fte = (float *)mallocCheck((size_t)te.n * D * sizeof(float));
+    extract_features(ftr, &tr, d, 1);
+    extract_features(fte, &te, d, 1);
+    int nclasses = train->nclasses > test->nclasses ? train->nclasses : test->nclasses;
+    knn_classify(top1, top5, knn_ks, KNN_NK, ftr, tr.labels, tr.n, fte, te.labels, te.n, D, nclasses, T);
+    free(ftr); free(fte);
+    return top1[1];
+}
+
+// ----------------------------------------------------------------------------
+// 9. the training loop
+
+// Ctrl-C (SIGINT) and SIGTERM ask the loop to save and stop after the current step.
+static volatile sig_atomic_t stop_requested = 0;
+static void on_signal(int sig) { (void)sig; stop_requested = 1; }
+
+// The images of batch `step`: data epoch e = step / batches_per_epoch walks a random
+// permutation of the data set drawn from (seed, e). It depends on the step alone, so a
+// resumed run sees exactly the batches the uninterrupted one would have.
+void batch_indices(int *idx, int *perm, int *perm_epoch, int n, int B, int seed, int step) {
+    int per_epoch = n / B, e = step / per_epoch, k = step % per_epoch;
+    if (*perm_epoch != e) {
+        Rng r = rng_stream(seed, 0xDA7A, e, 0);
+        for (int i = 0; i < n; i++) perm[i] = i;
+        for (int i = n - 1; i > 0; i--) { int j = (int)(rng_next(&r) % (uint64_t)(i + 1)); int t = perm[i]; perm[i] = perm[j]; perm[j] = t; }
+        *perm_epoch = e;
+    }
+    memcpy(idx, perm + (size_t)k * B, B * sizeof(int));
+}
+
+static void format_duration(char *buf, size_t size, double s) {
+    if (s < 60) snprintf(buf, size, "%.0fs", s);
+    else if (s < 3600) snprintf(buf, size, "%dm%02ds", (int)s / 60, (int)s % 60);
+    else snprintf(buf, size, "%dh%02dm", (int)s / 3600, ((int)s % 3600) / 60);
+}
+
+typedef struct {
+    const char *out;        // output directory: model.bin, log.csv
+    int steps;              // steps to run to (the schedule's end by default)
+    int save_every, eval_every, log_every;
+    int eval_train_n, eval_test_n; // k-NN during training on these prefixes (0 = all)
+    float knn_temp;
+} TrainLoop;
+
+// Trains d on ds from its current step to loop->steps. Returns the number of the last step
+// done. Evaluates with k-NN when test is not NULL.
+int train_loop(Dino *d, const Dataset *ds, const Dataset *test, const TrainLoop *loop) {
+    const Config *c = &d->cfg;
+    int B = c->batch;
+    size_t ng = (size_t)2 * B * c->channels * c->img_size * c->img_size;
+    size_t nl = (size_t)c->n_local * B * c->channels * c->local_size * c->local_size;
+    float *globals = (float *)mallocCheck(ng * sizeof(float)), *locals = (float *)mallocCheck((nl > 0 ? nl : 1) * sizeof(float));
+    int *perm = (int *)mallocCheck(ds->n * sizeof(int)), *idx = (int *)mallocCheck(B * sizeof(int)), perm_epoch = -1;
+    char model_path[4096], log_path[4096];
+    snprintf(model_path, sizeof(model_path), "%s/model.bin", loop->out);
+    snprintf(log_path, sizeof(log_path), "%s/log.csv", loop->out);
+    int new_log = !is_file(log_path);
+    FILE *log = fopen(log_path, "a");
+    if (log == NULL) die("cannot write '%s': %s", log_path, strerror(errno));
+    if (new_log) fprintf(log, "step,epoch,loss,lr,wd,momentum,teacher_temp,teacher_entropy,kl,img_per_s,elapsed_s,knn_top1,knn_top5\n");
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    double t0 = now_seconds(), t_last = t0, sec_per_step = 0.0;
+    int start = d->step, last_saved = d->step;
+    while (d->step < loop->steps && !stop_requested) {
+        batch_indices(idx, perm, &perm_epoch, ds->n, B, c->seed, d->step);
+        make_crops(globals, locals, ds, idx, B, c, d->step);
+        float loss = dino_step(d, globals, locals);
+        if (!isfinite(loss))
+            die("the loss is %g at step %d (lr %.3g, teacher temp %.3g): training diverged; try a lower --lr, a higher "
+                "--teacher_temp or --clip_grad 3. The last good checkpoint (step %d) is kept in %s",
+                loss, d->step, d->lr, d->teacher_temp, last_saved, model_path);
+        double now = now_seconds();
+        int step = d->step; // steps done
+        float top1[KNN_NK] = { 0 }, top5[KNN_NK] = { 0 };
+        int evaluated = 0;
+        if (test != NULL && loop->eval_every > 0 && step % loop->eval_every == 0 && step < loop->steps) {
+            double te = now_seconds();
+            knn_eval(d, ds, test, loop->eval_train_n, loop->eval_test_n, loop->knn_temp, top1, top5);
+            evaluated = 1;
+            printf("  knn (%d train / %d test images) k=20 top1 %.2f top5 %.2f  [%.1fs]\n",
+                   loop->eval_train_n > 0 && loop->eval_train_n < ds->n ? loop->eval_train_n : ds->n,
+                   loop->eval_test_n > 0 && loop->eval_test_n < test->n ? loop->eval_test_n : test->n, top1[1], top5[1], now_seconds() - te);
+            now = now_seconds();
+        }
+        double dt = now - t_last;
+        float img_s = B / (float)(dt > 0 ? dt : 1e-9);
+        t_last = now;
+        // time per step: a running average, started on the first step
+        sec_per_step = step == start + 1 ? dt : 0.9 * sec_per_step + 0.1 * dt;
+        float epoch = (float)step * B / ds->n;
+        fprintf(log, "%d,%.4f,%.6f,%.6g,%.6g,%.6f,%.5f,%.5f,%.5f,%.1f,%.2f,", step, epoch, loss, d->lr, d->wd, d->momentum,
+                d->teacher_temp, d->teacher_entropy, d->kl, img_s, now - t0);
+        if (evaluated) fprintf(log, "%.2f,%.2f\n", top1[1], top5[1]); else fprintf(log, ",\n");
+        if (step % loop->log_every == 0 || step == loop->steps || step == start + 1) {
+            char left[32];
+            format_duration(left, sizeof(left), sec_per_step * (loop->steps - step));
+            printf("step %*d/%d | epoch %.2f | loss %.4f | lr %.2e wd %.3f mom %.4f Tt %.4f | H(t) %.3f KL %.3f | %.0f img/s | %s left\n",
+                   (int)snprintf(NULL, 0, "%d", loop->steps), step, loop->steps, epoch, loss, d->lr, d->wd, d->momentum,
+                   d->teacher_temp, d->teacher_entropy, d->kl, img_s, left);
+            fflush(stdout);
+            fflush(log);
+        }
+        if (loop->save_every > 0 && step % loop->save_every == 0) { save_checkpoint(d, model_path); last_saved = step; }
+    }
+    save_checkpoint(d, model_path);
+    if (stop_requested) printf("interrupted: saved step %d to %s; continue with --resume %s\n", d->step, model_path, model_path);
+    fclose(log);
+    free(globals); free(locals); free(perm); free(idx);
+    return d->step;
+}
+
+// ----------------------------------------------------------------------------
+// 10. the command line
+#ifndef TESTING
+
+static const char *mean_names[3] = { "mean_r", "mean_g", "mean_b" }, *std_names[3] = { "std_r", "std_g", "std_b" };
+
+// Command-line options of one command: strings, integers, numbers and switches.
+typedef struct { const char *name; char type; void *dst; const char *help; } Opt;
+
+static void print_opts(const Opt *opts) {
+    for (const Opt *o = opts; o->name != NULL; o++) {
+        char def[64] = "";
+        if (o->type == 's') snprintf(def, sizeof(def), "%s", *(const char **)o->dst ? *(const char **)o->dst : "-");
+        if (o->type == 'i') snprintf(def, sizeof(def), "%d", *(int *)o->dst);
+        if (o->type == 'f') snprintf(def, sizeof(def), "%g", *(float *)o->dst);
+        if (o->type == 'b') snprintf(def, sizeof(def), "off");
+        printf("  --%-27s %-10s %s\n", o->name, def, o->help);
+    }
+}
+
+static void print_config_flags(const Config *cfg) {
     Config c = *cfg;
     for (int i = 0; i < NUM_CONFIG_FIELDS; i++) {
         if (config_fields[i].is_float) printf("  --%-27s %-10g %s\n", config_fields[i].name, *config_float(&c, i), config_fields[i].help);
@@ -1409,26 +2279,447 @@ static void print_config(const Config *cfg) {
     }
 }
 
-int main(int argc, char **argv) {
+static int parse_int(const char *flag, const char *text, long lo, long hi) {
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (end == text || *end != '\0' || errno != 0) die("--%s expects an integer, got '%s'", flag, text);
+    if (v < lo || v > hi) die("--%s must be in [%ld, %ld], got %ld", flag, lo, hi, v);
+    return (int)v;
+}
+
+static float parse_float(const char *flag, const char *text) {
+    char *end;
+    errno = 0;
+    float v = strtof(text, &end);
+    if (end == text || *end != '\0' || errno != 0 || !isfinite(v)) die("--%s expects a number, got '%s'", flag, text);
+    return v;
+}
+
+// Parses argv[first..] into the command's options and, when cfg is not NULL, the config
+// fields; cfg_set[i] records which config fields were given.
+static void parse_args(int argc, char **argv, int first, const Opt *opts, Config *cfg, int *cfg_set, const char *cmd) {
+    for (int i = first; i < argc; i++) {
+        const char *a = argv[i];
+        if (strncmp(a, "--", 2) != 0) die("unexpected argument '%s'; flags look like --name value (./dino %s --help)", a, cmd);
+        const char *name = a + 2;
+        const Opt *o = opts;
+        while (o->name != NULL && strcmp(o->name, name) != 0) o++;
+        if (o->name != NULL && o->type == 'b') { *(int *)o->dst = 1; continue; }
+        if (i + 1 >= argc) die("flag %s needs a value (./dino %s --help)", a, cmd);
+        const char *v = argv[++i];
+        if (o->name != NULL) {
+            if (o->type == 's') *(const char **)o->dst = v;
+            else if (o->type == 'i') *(int *)o->dst = parse_int(name, v, 0, INT32_MAX);
+            else *(float *)o->dst = parse_float(name, v);
+            continue;
+        }
+        int f = 0;
+        while (cfg != NULL && f < NUM_CONFIG_FIELDS && strcmp(config_fields[f].name, name) != 0) f++;
+        if (cfg == NULL || f == NUM_CONFIG_FIELDS) die("unknown flag %s (./dino %s --help lists them)", a, cmd);
+        if (config_fields[f].is_float) *config_float(cfg, f) = parse_float(name, v);
+        else *config_int(cfg, f) = parse_int(name, v, INT32_MIN, INT32_MAX);
+        cfg_set[f] = 1;
+    }
+}
+
+static int wants_help(int argc, char **argv) {
+    for (int i = 2; i < argc; i++) if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) return 1;
+    return 0;
+}
+
+static void make_dirs(const char *path) {
+    char p[4096];
+    snprintf(p, sizeof(p), "%s", path);
+    for (char *s = p + 1; *s; s++)
+        if (*s == '/') { *s = '\0'; mkdir(p, 0755); *s = '/'; }
+    if (mkdir(p, 0755) != 0 && errno != EEXIST) die("cannot create output directory '%s': %s", path, strerror(errno));
+    if (!is_dir(p)) die("output path '%s' is not a directory", path);
+}
+
+// Does `path` come with its own held-out split (a CIFAR/MNIST directory, or synthetic)?
+static int has_test_split(const char *path) {
+    char p[4096];
+    if (strcmp(path, "synthetic") == 0) return 1;
+    const char *names[] = { "test_batch.bin", "test.bin", "t10k-images-idx3-ubyte" };
+    for (int i = 0; i < 3; i++) { snprintf(p, sizeof(p), "%s/%s", path, names[i]); if (is_file(p)) return 1; }
+    return 0;
+}
+
+static void open_or_die(Dataset *ds, const char *path, int test_split, const char *exclude, const Config *c, int synthetic_n, int skip_bad) {
+    if (dataset_open(ds, path, test_split, exclude, c->channels, c->img_size, synthetic_n, skip_bad) != 0) die("%s", data_error);
+}
+
+static void print_knn_table(const char *what, const float *top1, const float *top5) {
+    printf("%s\n  k      top1    top5\n", what);
+    for (int q = 0; q < KNN_NK; q++) printf("  %-4d  %6.2f  %6.2f\n", knn_ks[q], top1[q], top5[q]);
+}
+
+static int cmd_train(int argc, char **argv) {
+    Config cfg = default_config();
+    int cfg_set[NUM_CONFIG_FIELDS] = { 0 };
+    const char *data = NULL, *test_path = NULL, *out = "runs/dino", *resume = NULL;
+    int epochs = 0, steps = 0, save_every = 500, eval_every = 0, log_every = 10, eval_train = 10000, eval_test = 2000;
+    int synthetic_n = 10000, skip_bad = 0, threads = 0, no_final_eval = 0;
+    float minutes = 0.0f, knn_temp = 0.07f;
+    Opt opts[] = {
+        { "data", 's', &data, "training data: CIFAR dir/.bin, MNIST IDX, image folder, or 'synthetic'" },
+        { "test", 's', &test_path, "held-out labelled data for k-NN (default: the data set's test split)" },
+        { "out", 's', &out, "output directory (model.bin, log.csv)" },
+        { "epochs", 'i', &epochs, "train for N passes over the data (the schedules span them)" },
+        { "steps", 'i', &steps, "train for N steps (the schedules are fitted to them)" },
+        { "minutes", 'f', &minutes, "train for M minutes of wall clock (schedules fitted to the steps that fit)" },
+        { "resume", 's', &resume, "continue a run from its checkpoint" },
+        { "save-every", 'i', &save_every, "write the checkpoint every N steps (and at the end)" },
+        { "eval-every", 'i', &eval_every, "k-NN evaluation every N steps (0 = start and end only)" },
+        { "log-every", 'i', &log_every, "print a log line every N steps (log.csv gets every step)" },
+        { "eval-train", 'i', &eval_train, "training images used by the periodic k-NN (0 = all)" },
+        { "eval-test", 'i', &eval_test, "test images used by the periodic k-NN (0 = all)" },
+        { "knn-temp", 'f', &knn_temp, "k-NN vote temperature" },
+        { "synthetic-n", 'i', &synthetic_n, "training images of the synthetic set (test: n/5)" },
+        { "skip-bad-images", 'b', &skip_bad, "leave out unreadable images (reported) instead of stopping" },
+        { "no-final-eval", 'b', &no_final_eval, "skip the k-NN at the start and the end" },
+        { "threads", 'i', &threads, "OpenMP threads (0 = OMP_NUM_THREADS or all cores)" },
+        { NULL, 0, NULL, NULL },
+    };
+    if (wants_help(argc, argv)) {
+        printf("usage: ./dino train --data PATH [--test PATH] [--out DIR] [--epochs N | --steps N | --minutes M] [flags]\n");
+        print_opts(opts);
+        printf("model and recipe (defaults: a CPU recipe for 32 px images; see README):\n");
+        print_config_flags(&cfg);
+        return 0;
+    }
+    parse_args(argc, argv, 2, opts, &cfg, cfg_set, "train");
+#ifdef _OPENMP
+    if (threads > 0) omp_set_num_threads(threads);
+#endif
+    if (data == NULL) die("./dino train needs --data PATH (a CIFAR directory, an MNIST directory, an image folder, or 'synthetic')");
+    if ((epochs > 0) + (steps > 0) + (minutes > 0) > 1) die("give only one of --epochs, --steps, --minutes");
+    if (log_every < 1) die("--log-every must be >= 1");
+    Dino d;
+    if (resume != NULL) {
+        load_checkpoint(&d, resume);
+        Config ck = d.cfg;
+        for (int i = 0; i < NUM_CONFIG_FIELDS; i++)
+            if (cfg_set[i] && memcmp((char *)&cfg + config_fields[i].offset, (char *)&ck + config_fields[i].offset, 4) != 0)
+                die("--%s differs from the checkpoint being resumed ('%s' has a different value); drop the flag to continue that run", config_fields[i].name, resume);
+        cfg = d.cfg;
+    }
+    // the training data, and a held-out split for k-NN
+    Dataset ds, test, *testp = NULL;
+    const char *auto_exclude = NULL;
+    char holdout[4096];
+    if (test_path == NULL && !has_test_split(data) && is_dir(data)) {
+        snprintf(holdout, sizeof(holdout), "%s/data_batch_5.bin", data);
+        char b1[4096];
+        snprintf(b1, sizeof(b1), "%s/data_batch_1.bin", data);
+        if (is_file(holdout) && is_file(b1)) {
+            printf("note: '%s' has no test_batch.bin: holding out data_batch_5.bin as the test split\n", data);
+            test_path = holdout;
+            auto_exclude = holdout;
+        }
+    }
+    open_or_die(&ds, data, 0, test_path != NULL ? test_path : auto_exclude, &cfg, synthetic_n, skip_bad);
+    if (test_path != NULL) { open_or_die(&test, test_path, is_dir(test_path) || strcmp(test_path, "synthetic") == 0, NULL, &cfg, synthetic_n, skip_bad); testp = &test; }
+    else if (has_test_split(data)) { open_or_die(&test, data, 1, NULL, &cfg, synthetic_n, skip_bad); testp = &test; }
+    if (testp != NULL && (testp->labels == NULL || ds.labels == NULL)) testp = NULL;
+    if (testp != NULL && (testp->C != ds.C)) die("test data has %d channels, training data %d", testp->C, ds.C);
+    if (resume == NULL && !cfg_set[config_index("channels")]) cfg.channels = ds.C;
+    if (ds.C != cfg.channels) die("the data has %d channel(s) but the model expects %d (--channels)", ds.C, cfg.channels);
+    if (ds.n < cfg.batch) die("the data set has %d images, fewer than one batch (--batch %d)", ds.n, cfg.batch);
+    printf("data: %s, %d images %dx%dx%d%s", data, ds.n, ds.C, ds.S, ds.S, ds.labels ? ", labelled" : "");
+    if (testp) printf("; test: %s, %d images", test_path ? test_path : data, testp->n);
+    printf("\n");
+
+    int per_epoch = ds.n / cfg.batch, total;
+    if (resume == NULL) {
+        float mean[3], std[3];
+        dataset_stats(&ds, mean, std);
+        for (int c = 0; c < cfg.channels; c++) {
+            if (!cfg_set[config_index(mean_names[c])]) cfg.mean[c] = mean[c];
+            if (!cfg_set[config_index(std_names[c])]) cfg.std[c] = std[c];
+        }
+        // how long, and the schedules fitted to it
+        if (minutes > 0) {
+            Dino probe; // time a few steps of this config on this data, on a throwaway model
+            Config pc = cfg;
+            pc.total_steps = 1000;
+            dino_build(&probe, &pc);
+            size_t ng = (size_t)2 * cfg.batch * cfg.channels * cfg.img_size * cfg.img_size;
+            size_t nl = (size_t)cfg.n_local * cfg.batch * cfg.channels * cfg.local_size * cfg.local_size;
+            float *g = (float *)mallocCheck(ng * 4), *l = (float *)mallocCheck((nl ? nl : 1) * 4);
+            int *perm = (int *)mallocCheck(ds.n * sizeof(int)), *idx = (int *)mallocCheck(cfg.batch * sizeof(int)), pe = -1;
+            double best = 1e30;
+            for (int s = 0; s < 4; s++) {
+                double t = now_seconds();
+                batch_indices(idx, perm, &pe, ds.n, cfg.batch, cfg.seed, s);
+                make_crops(g, l, &ds, idx, cfg.batch, &cfg, s);
+                dino_step(&probe, g, l);
+                t = now_seconds() - t;
+                if (s > 0 && t < best) best = t; // the first step warms caches up
+            }
+            free(g); free(l); free(perm); free(idx);
+            dino_free(&probe);
+            total = (int)(minutes * 60.0 / (best * 1.03)); // 3% for logging and checkpoints
+            if (total < 1) total = 1;
+            printf("budget: %.1f min at %.3f s/step -> %d steps (%.2f epochs)\n", minutes, best, total, (double)total / per_epoch);
+        } else if (steps > 0) total = steps;
+        else {
+            if (epochs > 0) cfg.epochs = epochs;
+            total = cfg.epochs * per_epoch;
+        }
+        if (minutes > 0 || steps > 0) {
+            // the recipe's epochs become fractions of the run: warm-ups keep their share
+            cfg.total_steps = total;
+            cfg.steps_per_epoch = total / cfg.epochs > 0 ? total / cfg.epochs : 1;
+        } else {
+            cfg.steps_per_epoch = per_epoch;
+            cfg.total_steps = 0;
+        }
+        dino_build(&d, &cfg);
+    } else {
+        total = schedule_length(&cfg);
+        if (steps > 0) total = steps; // resume may stop early; the schedules stay as they were
+        printf("resuming %s at step %d of %d\n", resume, d.step, total);
+    }
+    printf("model: %zu parameters, ViT dim %d depth %d heads %d patch %d, K %d, %d global %d px + %d local %d px crops, batch %d\n",
+           d.num_params, cfg.dim, cfg.depth, cfg.heads, cfg.patch, cfg.out_dim, 2, cfg.img_size, cfg.n_local, cfg.local_size, cfg.batch);
+    make_dirs(out);
+    char existing[4096];
+    snprintf(existing, sizeof(existing), "%s/model.bin", out);
+    if (resume == NULL && is_file(existing))
+        die("'%s' already holds a run (%s): continue it with --resume %s, or choose another --out", out, existing, existing);
+
+    float init1[KNN_NK] = { 0 }, init5[KNN_NK] = { 0 }, top1[KNN_NK] = { 0 }, top5[KNN_NK] = { 0 };
+    int eval = testp != NULL && !no_final_eval;
+    if (eval && d.step == 0) {
+        double t = now_seconds();
+        knn_eval(&d, &ds, testp, 0, 0, knn_temp, init1, init5);
+        printf("knn at random init: k=20 top1 %.2f top5 %.2f [%.0fs]\n", init1[1], init5[1], now_seconds() - t);
+    }
+    TrainLoop loop = { out, total, save_every, eval_every, log_every, eval_train, eval_test, knn_temp };
+    double t0 = now_seconds();
+    train_loop(&d, &ds, testp, &loop);
+    char took[32];
+    format_duration(took, sizeof(took), now_seconds() - t0);
+    printf("trained %d steps in %s; checkpoint %s/model.bin, log %s/log.csv\n", d.step, took, out, out);
+    if (eval && !stop_requested) {
+        knn_eval(&d, &ds, testp, 0, 0, knn_temp, top1, top5);
+        if (d.step > 0 && init1[1] > 0) {
+            printf("k-NN on %d held-out images (teacher CLS features, T=%.2f)\n  k     random init   trained\n", testp->n, knn_temp);
+            for (int q = 0; q < KNN_NK; q++) printf("  %-4d  %6.2f        %6.2f\n", knn_ks[q], init1[q], top1[q]);
+        } else print_knn_table("k-NN on the held-out split", top1, top5);
+        printf("knn k=20 top1 %.2f\n", top1[1]);
+    }
+    dataset_free(&ds);
+    if (testp) dataset_free(&test);
+    dino_free(&d);
+    return 0;
+}
+
+static int cmd_knn(int argc, char **argv) {
+    const char *model = NULL, *train_path = NULL, *test_path = NULL;
+    int k = 20, baseline = 0, max_train = 0, max_test = 0, synthetic_n = 10000;
+    float temp = 0.07f;
+    Opt opts[] = {
+        { "model", 's', &model, "checkpoint (model.bin)" },
+        { "train", 's', &train_path, "labelled training data (the neighbours)" },
+        { "test", 's', &test_path, "labelled test data" },
+        { "k", 'i', &k, "the headline k (10, 20, 100 and 200 are always shown)" },
+        { "temp", 'f', &temp, "vote temperature T: weight exp(similarity / T)" },
+        { "baseline", 'b', &baseline, "also k-NN on raw normalised pixels" },
+        { "max-train", 'i', &max_train, "use only the first N training images (0 = all)" },
+        { "max-test", 'i', &max_test, "use only the first N test images (0 = all)" },
+        { "synthetic-n", 'i', &synthetic_n, "size of the synthetic training set" },
+        { NULL, 0, NULL, NULL },
+    };
+    if (wants_help(argc, argv)) { printf("usage: ./dino knn --model CKPT --train PATH --test PATH [flags]\n"); print_opts(opts); return 0; }
+    parse_args(argc, argv, 2, opts, NULL, NULL, "knn");
+    if (model == NULL || train_path == NULL || test_path == NULL) die("./dino knn needs --model, --train and --test");
+    if (k < 1) die("--k must be >= 1");
+    if (temp <= 0) die("--temp must be > 0");
+    Dino d;
+    load_checkpoint(&d, model);
+    Dataset tr, te;
+    open_or_die(&tr, train_path, 0, test_path, &d.cfg, synthetic_n, 0);
+    open_or_die(&te, test_path, is_dir(test_path) || strcmp(test_path, "synthetic") == 0, NULL, &d.cfg, synthetic_n, 0);
+    if (tr.labels == NULL || te.labels == NULL) die("k-NN needs labels in both --train and --test");
+    if (tr.C != d.cfg.channels || te.C != d.cfg.channels) die("the data has %d channel(s), the model %d", tr.C, d.cfg.channels);
+    if (max_train > 0 && tr.n > max_train) tr.n = max_train;
+    if (max_test > 0 && te.n > max_test) te.n = max_test;
+    int ks[KNN_NK + 1], nk = KNN_NK, head = 1;
+    memcpy(ks, knn_ks, sizeof(knn_ks));
+    for (head = 0; head < nk && ks[head] != k; head++) {}
+    if (head == nk) ks[nk++] = k;
+    int nclasses = tr.nclasses > te.nclasses ? tr.nclasses : te.nclasses;
+    float top1[KNN_NK + 1], top5[KNN_NK + 1];
+    int D = d.cfg.dim;
+    float *ftr = (float *)mallocCheck((size_t)tr.n * D * 4), *fte = (float *)mallocCheck((size_t)te.n * D * 4);
+    double t = now_seconds();
+    extract_features(ftr, &tr, &d, 1);
+    extract_features(fte, &te, &d, 1);
+    knn_classify(top1, top5, ks, nk, ftr, tr.labels, tr.n, fte, te.labels, te.n, D, nclasses, temp);
+    printf("k-NN on teacher CLS features (dim %d), %d train / %d test images, T=%.2f [%.1fs]\n  k      top1    top5\n", D, tr.n, te.n, temp, now_seconds() - t);
+    for (int q = 0; q < nk; q++) printf("  %-4d  %6.2f  %6.2f\n", ks[q], top1[q], top5[q]);
+    if (baseline) {
+        int pd;
+        float *ptr = pixel_features(&tr, &d.cfg, &pd), *pte = pixel_features(&te, &d.cfg, &pd), b1[KNN_NK + 1], b5[KNN_NK + 1];
+        knn_classify(b1, b5, ks, nk, ptr, tr.labels, tr.n, pte, te.labels, te.n, pd, nclasses, temp);
+        printf("baseline: k-NN on raw normalised pixels (dim %d)\n  k      top1    top5\n", pd);
+        for (int q = 0; q < nk; q++) printf("  %-4d  %6.2f  %6.2f\n", ks[q], b1[q], b5[q]);
+        printf("pixels k=%d top1 %.2f\n", k, b1[head]);
+        free(ptr); free(pte);
+    }
+    printf("knn k=%d top1 %.2f\n", k, top1[head]);
+    free(ftr); free(fte);
+    dataset_free(&tr); dataset_free(&te);
+    dino_free(&d);
+    return 0;
+}
+
+// Writes one image's crops side by side as a PNG: the image, global crop 1 and 2, then the
+// local crops, each scaled up (nearest neighbour) to the same cell size.
+static int cmd_crops(int argc, char **argv) {
+    Config cfg = default_config();
+    int cfg_set[NUM_CONFIG_FIELDS] = { 0 };
+    const char *data = NULL, *output = "crops.png";
+    int index = 0, synthetic_n = 100;
+    Opt opts[] = {
+        { "data", 's', &data, "data set (as for train)" },
+        { "index", 'i', &index, "which image" },
+        { "output", 's', &output, "PNG file to write" },
+        { "synthetic-n", 'i', &synthetic_n, "size of the synthetic set" },
+        { NULL, 0, NULL, NULL },
+    };
+    if (wants_help(argc, argv)) { printf("usage: ./dino crops --data PATH [--index I] [--output FILE.png] [config flags]\n"); print_opts(opts); return 0; }
+    parse_args(argc, argv, 2, opts, &cfg, cfg_set, "crops");
+    if (data == NULL) die("./dino crops needs --data PATH");
+    Dataset ds;
+    open_or_die(&ds, data, 0, NULL, &cfg, synthetic_n, 0);
+    if (index >= ds.n) die("--index %d is out of range: the data set has %d images", index, ds.n);
+    cfg.channels = ds.C;
+    float mean[3], std[3];
+    dataset_stats(&ds, mean, std);
+    for (int c = 0; c < ds.C; c++) {
+        if (!cfg_set[config_index(mean_names[c])]) cfg.mean[c] = mean[c];
+        if (!cfg_set[config_index(std_names[c])]) cfg.std[c] = std[c];
+    }
+    const char *err = config_error(&cfg);
+    if (err) die("bad config: %s", err);
+    int C = ds.C, S = cfg.img_size, s = cfg.local_size, ncrops = 2 + cfg.n_local, cell = 4 * S, gap = 4;
+    int W = (ncrops + 1) * (cell + gap) - gap;
+    float *g = (float *)mallocCheck((size_t)2 * C * S * S * 4), *l = (float *)mallocCheck((size_t)(cfg.n_local ? cfg.n_local : 1) * C * s * s * 4);
+    float *orig = (float *)mallocCheck((size_t)C * S * S * 4);
+    make_crops(g, l, &ds, &index, 1, &cfg, 0);
+    eval_view(orig, &ds, index, &cfg);
+    uint8_t *png = (uint8_t *)callocCheck((size_t)W * cell * 3, 1);
+    memset(png, 255, (size_t)W * cell * 3);
+    for (int j = 0; j <= ncrops; j++) {
+        const float *x = j == 0 ? orig : (j <= 2 ? g + (size_t)(j - 1) * C * S * S : l + (size_t)(j - 3) * C * s * s);
+        int side = j <= 2 ? S : s;
+        for (int y = 0; y < cell; y++)
+            for (int xx = 0; xx < cell; xx++)
+                for (int c = 0; c < 3; c++) {
+                    int cc = C == 3 ? c : 0;
+                    float v = x[((size_t)cc * side + y * side / cell) * side + xx * side / cell] * cfg.std[cc] + cfg.mean[cc];
+                    png[((size_t)y * W + j * (cell + gap) + xx) * 3 + c] = (uint8_t)lrintf(clamp01(v) * 255.0f);
+                }
+    }
+    if (!stbi_write_png(output, W, cell, 3, png, W * 3)) die("cannot write '%s'", output);
+    printf("wrote %s: image %d, then global crops 1 and 2, then %d local crops\n", output, index, cfg.n_local);
+    free(g); free(l); free(orig); free(png);
+    dataset_free(&ds);
+    return 0;
+}
+
+// FLOPs of one training step, counting matmuls and attention only (as data/bench_torch.py
+// does): the teacher's forward on the global crops, the student's forward and backward on
+// all crops (backward = 2x forward, but the patch embedding needs no input gradient).
+static double step_flops(const Config *c) {
+    double D = c->dim, H = (double)c->mlp_ratio * c->dim, hs = (double)c->dim / c->heads, CPP = (double)c->channels * c->patch * c->patch;
+    double fwd[2], bwd[2];
+    for (int g = 0; g < 2; g++) {
+        double n = (double)((g == 0 ? c->img_size : c->local_size) / c->patch), np = n * n, T = np + 1;
+        double embed = 2 * np * CPP * D;
+        double mm = 2 * T * D * 3 * D + 2 * T * D * D + 2 * T * D * H + 2 * T * H * D;
+        double att = c->heads * 4 * T * T * hs;
+        fwd[g] = embed + c->depth * (mm + att);
+        bwd[g] = embed + 2 * c->depth * (mm + att);
+    }
+    double HH = c->head_hidden, BN = c->bottleneck, head = 2 * (D * HH + HH * HH + HH * BN + BN * c->out_dim);
+    double ng = 2.0 * c->batch, nl = (double)c->n_local * c->batch;
+    return ng * (fwd[0] + head) + ng * fwd[0] + nl * fwd[1] + (ng + nl) * head + ng * bwd[0] + nl * bwd[1] + (ng + nl) * 2 * head;
+}
+
+static int cmp_double(const void *a, const void *b) { double x = *(const double *)a, y = *(const double *)b; return (x > y) - (x < y); }
+
+// Times full training steps on fixed random crops (no data loading): teacher forward,
+// student forward and backward, loss, clipping, AdamW, EMA.
+static int cmd_bench(int argc, char **argv) {
+    Config cfg = default_config();
+    // the fixed benchmark configuration (issue 5): keep it so figures stay comparable
+    cfg.dim = 192; cfg.depth = 6; cfg.heads = 3; cfg.head_hidden = 1024; cfg.bottleneck = 256; cfg.out_dim = 4096;
+    cfg.n_local = 6; cfg.local_size = 16; cfg.batch = 64;
+    int cfg_set[NUM_CONFIG_FIELDS] = { 0 }, steps = 10, warmup = 2, threads = 0;
+    Opt opts[] = {
+        { "steps", 'i', &steps, "timed steps" },
+        { "warmup", 'i', &warmup, "untimed steps first" },
+        { "threads", 'i', &threads, "OpenMP threads (0 = OMP_NUM_THREADS or all cores)" },
+        { NULL, 0, NULL, NULL },
+    };
+    if (wants_help(argc, argv)) {
+        printf("usage: ./dino bench [--steps N] [config flags]  (default: the fixed benchmark configuration)\n");
+        print_opts(opts);
+        print_config_flags(&cfg);
+        return 0;
+    }
+    parse_args(argc, argv, 2, opts, &cfg, cfg_set, "bench");
+    if (steps < 1) die("--steps must be >= 1");
+#ifdef _OPENMP
+    if (threads > 0) omp_set_num_threads(threads);
+    threads = omp_get_max_threads();
+#else
+    threads = 1;
+#endif
+    cfg.total_steps = 1000; // a mid-schedule step: lr > 0, every part of the update runs
+    Dino d;
+    dino_build(&d, &cfg);
+    d.step = 200;
+    size_t ng = (size_t)2 * cfg.batch * cfg.channels * cfg.img_size * cfg.img_size;
+    size_t nl = (size_t)cfg.n_local * cfg.batch * cfg.channels * cfg.local_size * cfg.local_size;
+    float *g = (float *)mallocCheck(ng * 4), *l = (float *)mallocCheck((nl ? nl : 1) * 4);
+    Rng r = { 1 };
+    for (size_t i = 0; i < ng; i++) g[i] = rng_normal(&r);
+    for (size_t i = 0; i < nl; i++) l[i] = rng_normal(&r);
+    double *t = (double *)mallocCheck(steps * sizeof(double));
+    for (int s = 0; s < warmup + steps; s++) {
+        double t0 = now_seconds();
+        dino_step(&d, g, l);
+        if (s >= warmup) t[s - warmup] = now_seconds() - t0;
+    }
+    qsort(t, steps, sizeof(double), cmp_double);
+    double med = steps % 2 ? t[steps / 2] : 0.5 * (t[steps / 2 - 1] + t[steps / 2]), flops = step_flops(&cfg);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("config: %d px patch %d, dim %d depth %d heads %d mlp %d, head %d/%d, K %d, 2x%d px + %dx%d px crops, batch %d\n",
+           cfg.img_size, cfg.patch, cfg.dim, cfg.depth, cfg.heads, cfg.mlp_ratio, cfg.head_hidden, cfg.bottleneck, cfg.out_dim,
+           cfg.img_size, cfg.n_local, cfg.local_size, cfg.batch);
+    printf("FLOPs per step: %.3f GFLOP (matmuls and attention)\n", flops / 1e9);
+    printf("bench dino.c: step %.1f ms (median of %d, min %.1f, max %.1f), %.1f img/s, %.1f GFLOP/s, peak RSS %.0f MiB, threads %d\n",
+           med * 1e3, steps, t[0] * 1e3, t[steps - 1] * 1e3, cfg.batch / med, flops / med / 1e9, ru.ru_maxrss / 1024.0, threads);
+    free(g); free(l); free(t);
+    dino_free(&d);
+    return 0;
+}
+
+static int cmd_info(int argc, char **argv) {
     Config c = default_config();
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        printf("usage: ./dino info [--<config field> VALUE ...]\n"
-               "  prints the configuration and the parameter layout (the order of a checkpoint)\n"
-               "  (training on real images, `./dino train`, arrives with the next issue)\n"
-               "config fields and defaults:\n");
-        print_config(&c);
-        return argc < 2 ? 1 : 0;
-    }
-    if (strcmp(argv[1], "info") != 0) die("unknown command '%s'; try ./dino --help", argv[1]);
-    for (int i = 2; i < argc; i++) {
-        if (strncmp(argv[i], "--", 2) != 0) die("unexpected argument '%s'; flags look like --dim 128", argv[i]);
-        if (i + 1 >= argc) die("flag %s needs a value", argv[i]);
-        if (!set_config_field(&c, argv[i] + 2, argv[i + 1])) die("unknown flag %s; ./dino --help lists them", argv[i]);
-        i++;
-    }
+    int cfg_set[NUM_CONFIG_FIELDS] = { 0 };
+    Opt opts[] = { { NULL, 0, NULL, NULL } };
+    parse_args(argc, argv, 2, opts, &c, cfg_set, "info");
     Dino d;
     dino_build(&d, &c);
-    print_config(&d.cfg);
+    print_config_flags(&d.cfg);
     printf("parameters (student; the teacher, the gradients and both AdamW moments have the same layout):\n");
     for (int i = 0; i < NUM_PARAM_TENSORS; i++)
         printf("  %2d %-10s %10zu  %s%s\n", i, param_info[i].name, d.param_sizes[i], param_info[i].torch_name,
@@ -1436,5 +2727,24 @@ int main(int argc, char **argv) {
     printf("total %zu parameters (%.2f MB per copy)\n", d.num_params, d.num_params * 4.0 / 1e6);
     dino_free(&d);
     return 0;
+}
+
+int main(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    const char *usage =
+        "usage: ./dino COMMAND [flags]   (./dino COMMAND --help for its flags)\n"
+        "  train   self-supervised training: ./dino train --data PATH --out DIR [--minutes M]\n"
+        "  knn     k-NN evaluation of a checkpoint: ./dino knn --model CKPT --train PATH --test PATH\n"
+        "  crops   PNG of one image's multi-crop views: ./dino crops --data PATH --output crops.png\n"
+        "  bench   time training steps on fixed random crops: ./dino bench [--steps N]\n"
+        "  info    the configuration and the parameter layout\n";
+    if (argc < 2) { fputs(usage, stderr); return 1; }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) { fputs(usage, stdout); return 0; }
+    if (strcmp(argv[1], "train") == 0) return cmd_train(argc, argv);
+    if (strcmp(argv[1], "knn") == 0) return cmd_knn(argc, argv);
+    if (strcmp(argv[1], "crops") == 0) return cmd_crops(argc, argv);
+    if (strcmp(argv[1], "info") == 0) return cmd_info(argc, argv);
+    if (strcmp(argv[1], "bench") == 0) return cmd_bench(argc, argv);
+    die("unknown command '%s'; try ./dino --help", argv[1]);
 }
 #endif

@@ -697,6 +697,313 @@ static void test_teacher_copy_and_no_drop(void) {
     dino_free(&d);
 }
 
+// ----------------------------------------------------------------------------
+// 4. data sets, augmentation, k-NN, the training loop
+
+static char tmpdir[256];
+
+static void write_bytes(const char *path, const void *data, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (f == NULL || fwrite(data, 1, n, f) != n) die("test: cannot write %s", path);
+    fclose(f);
+}
+
+static void put_be32(uint8_t *p, uint32_t v) { p[0] = v >> 24; p[1] = v >> 16; p[2] = v >> 8; p[3] = v; }
+
+static void test_cifar_loader(void) {
+    char path[1024];
+    uint8_t recs[3 * 3073];
+    for (int i = 0; i < 3; i++) {
+        recs[i * 3073] = (uint8_t)(7 - i);
+        for (int j = 0; j < 3072; j++) recs[i * 3073 + 1 + j] = (uint8_t)(i * 31 + j);
+    }
+    snprintf(path, sizeof(path), "%s/small.bin", tmpdir);
+    write_bytes(path, recs, sizeof(recs));
+    Dataset ds;
+    int ok = dataset_open(&ds, path, 0, NULL, 3, 32, 0, 0) == 0 && ds.n == 3 && ds.C == 3 && ds.S == 32 && ds.labels[0] == 7 &&
+             ds.labels[2] == 5 && ds.pixels[3072 + 5] == (uint8_t)(31 + 5) && ds.pixels[2 * 3072 + 1024] == (uint8_t)(62 + 1024);
+    report(ok, "CIFAR-10 .bin: 3 records, labels and R/G/B planes in place");
+    dataset_free(&ds);
+    write_bytes(path, recs, sizeof(recs) - 100); // truncated
+    int rc = dataset_open(&ds, path, 0, NULL, 3, 32, 0, 0);
+    report(rc != 0 && strstr(data_error, "not a multiple") != NULL, "truncated CIFAR file refused: %s", data_error);
+    dataset_free(&ds);
+    recs[3073] = 12; // label out of range for CIFAR-10
+    write_bytes(path, recs, sizeof(recs));
+    rc = dataset_open(&ds, path, 0, NULL, 3, 32, 0, 0);
+    report(rc != 0 && strstr(data_error, "label 12") != NULL, "CIFAR-10 file with label 12 refused: %s", data_error);
+    dataset_free(&ds);
+    // a CIFAR-10 directory: train = data_batch_*, test = test_batch.bin, and a held-out batch is skipped
+    recs[3073] = 3;
+    char dir[512];
+    snprintf(dir, sizeof(dir), "%s/cifar", tmpdir);
+    mkdir(dir, 0755);
+    for (int b = 1; b <= 2; b++) { snprintf(path, sizeof(path), "%s/data_batch_%d.bin", dir, b); write_bytes(path, recs, sizeof(recs)); }
+    snprintf(path, sizeof(path), "%s/test_batch.bin", dir);
+    write_bytes(path, recs, 3073);
+    Dataset tr, te;
+    char excl[600];
+    snprintf(excl, sizeof(excl), "%s/data_batch_2.bin", dir);
+    ok = dataset_open(&tr, dir, 0, NULL, 3, 32, 0, 0) == 0 && tr.n == 6 && dataset_open(&te, dir, 1, NULL, 3, 32, 0, 0) == 0 && te.n == 1;
+    dataset_free(&tr);
+    ok &= dataset_open(&tr, dir, 0, excl, 3, 32, 0, 0) == 0 && tr.n == 3;
+    report(ok, "CIFAR-10 directory: train batches, test_batch.bin, and a held-out batch left out of training");
+    dataset_free(&tr); dataset_free(&te);
+    // CIFAR-100: 2 label bytes, the fine one is used
+    uint8_t r100[2 * 3074];
+    memset(r100, 9, sizeof(r100));
+    r100[0] = 4; r100[1] = 87; r100[3074] = 19; r100[3075] = 99;
+    snprintf(path, sizeof(path), "%s/train.bin", tmpdir);
+    write_bytes(path, r100, sizeof(r100));
+    ok = dataset_open(&ds, path, 0, NULL, 3, 32, 0, 0) == 0 && ds.n == 2 && ds.labels[0] == 87 && ds.labels[1] == 99 && ds.nclasses == 100;
+    report(ok, "CIFAR-100 train.bin: fine labels");
+    dataset_free(&ds);
+}
+
+static void test_idx_loader(void) {
+    char img[512], lab[512];
+    int n = 3, side = 5;
+    uint8_t buf[16 + 3 * 25], lbuf[8 + 3];
+    put_be32(buf, 0x803); put_be32(buf + 4, n); put_be32(buf + 8, side); put_be32(buf + 12, side);
+    for (int i = 0; i < n * side * side; i++) buf[16 + i] = (uint8_t)i;
+    put_be32(lbuf, 0x801); put_be32(lbuf + 4, n);
+    lbuf[8] = 2; lbuf[9] = 0; lbuf[10] = 9;
+    snprintf(img, sizeof(img), "%s/train-images-idx3-ubyte", tmpdir);
+    snprintf(lab, sizeof(lab), "%s/train-labels-idx1-ubyte", tmpdir);
+    write_bytes(img, buf, sizeof(buf));
+    write_bytes(lab, lbuf, sizeof(lbuf));
+    Dataset ds;
+    int ok = dataset_open(&ds, img, 0, NULL, 1, 32, 0, 0) == 0 && ds.n == 3 && ds.C == 1 && ds.S == 5 && ds.labels != NULL &&
+             ds.labels[2] == 9 && ds.pixels[30] == 30 && ds.nclasses == 10;
+    report(ok, "IDX images + labels found next to them by the standard name");
+    dataset_free(&ds);
+    write_bytes(img, buf, sizeof(buf) - 7);
+    int rc = dataset_open(&ds, img, 0, NULL, 1, 32, 0, 0);
+    report(rc != 0 && strstr(data_error, "truncated") != NULL, "truncated IDX refused: %s", data_error);
+    dataset_free(&ds);
+    buf[3] = 0x01; // wrong magic
+    write_bytes(img, buf, sizeof(buf));
+    rc = dataset_open(&ds, img, 0, NULL, 1, 32, 0, 0);
+    report(rc != 0 && strstr(data_error, "magic") != NULL, "IDX with a wrong magic refused: %s", data_error);
+    dataset_free(&ds);
+    buf[3] = 0x03;
+    write_bytes(img, buf, sizeof(buf));
+    put_be32(lbuf + 4, 2);
+    write_bytes(lab, lbuf, sizeof(lbuf) - 1);
+    rc = dataset_open(&ds, img, 0, NULL, 1, 32, 0, 0);
+    report(rc != 0 && strstr(data_error, "labels") != NULL, "IDX labels that do not match the images refused: %s", data_error);
+    dataset_free(&ds);
+}
+
+static void test_image_folder_loader(void) {
+    char dir[512], path[700];
+    snprintf(dir, sizeof(dir), "%s/folder", tmpdir);
+    mkdir(dir, 0755);
+    const char *classes[2] = { "cat", "ant" }; // sorted: ant = 0, cat = 1
+    for (int k = 0; k < 2; k++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, classes[k]);
+        mkdir(path, 0755);
+        for (int i = 0; i < 2; i++) {
+            int w = 20 + 10 * i, h = 12 + 4 * k; // not square, not 32
+            uint8_t px[30 * 16 * 3];
+            for (int j = 0; j < w * h * 3; j++) px[j] = (uint8_t)(k * 200 + j % 50);
+            snprintf(path, sizeof(path), "%s/%s/img%d.png", dir, classes[k], i);
+            if (!stbi_write_png(path, w, h, 3, px, w * 3)) die("test: cannot write %s", path);
+        }
+    }
+    Dataset ds;
+    int ok = dataset_open(&ds, dir, 0, NULL, 3, 32, 0, 0) == 0 && ds.n == 4 && ds.S == 32 && ds.C == 3 && ds.nclasses == 2 &&
+             ds.labels[0] == 0 && ds.labels[3] == 1 && ds.pixels[0] >= 200 && ds.pixels[3 * 3072] < 50;
+    report(ok, "image folder: 4 PNGs of other sizes, 2 classes in sorted order, resized to 32x32");
+    dataset_free(&ds);
+    ok = dataset_open(&ds, dir, 0, NULL, 1, 16, 0, 0) == 0 && ds.C == 1 && ds.S == 16;
+    report(ok, "image folder read as 1 channel at 16 px");
+    dataset_free(&ds);
+    snprintf(path, sizeof(path), "%s/cat/broken.png", dir);
+    write_bytes(path, "this is not a png", 17);
+    int rc = dataset_open(&ds, dir, 0, NULL, 3, 32, 0, 0);
+    report(rc != 0 && strstr(data_error, "broken.png") != NULL, "an unreadable image stops loading, named: %s", data_error);
+    dataset_free(&ds);
+    rc = dataset_open(&ds, dir, 0, NULL, 3, 32, 0, 1);
+    report(rc == 0 && ds.n == 4 && ds.bad_images == 1, "with skip_bad it is counted (%d) and left out (%d images)", ds.bad_images, ds.n);
+    dataset_free(&ds);
+    snprintf(path, sizeof(path), "%s/empty", tmpdir);
+    mkdir(path, 0755);
+    rc = dataset_open(&ds, path, 0, NULL, 3, 32, 0, 0);
+    report(rc != 0, "a directory with no class subfolders refused: %s", data_error);
+    dataset_free(&ds);
+    rc = dataset_open(&ds, "/nonexistent/dino/data", 0, NULL, 3, 32, 0, 0);
+    report(rc != 0 && strstr(data_error, "does not exist") != NULL, "a missing path refused: %s", data_error);
+    dataset_free(&ds);
+}
+
+static void test_synthetic(void) {
+    Dataset a = { 0 }, b = { 0 }, t = { 0 };
+    make_synthetic(&a, 500, 1234, 0);
+    make_synthetic(&b, 500, 1234, 0);
+    make_synthetic(&t, 100, 1234, 1u << 30);
+    int counts[SYN_CLASSES] = { 0 }, in_range = 1;
+    for (int i = 0; i < a.n; i++) { if (a.labels[i] < 0 || a.labels[i] >= SYN_CLASSES) in_range = 0; else counts[a.labels[i]]++; }
+    int all = 1;
+    for (int k = 0; k < SYN_CLASSES; k++) all &= counts[k] > 20;
+    report(memcmp(a.pixels, b.pixels, (size_t)a.n * 3072) == 0 && memcmp(a.labels, b.labels, a.n * sizeof(int)) == 0,
+           "synthetic data is the same for the same seed");
+    report(in_range && all, "synthetic data: every one of the %d classes appears (fewest %d of 500)", SYN_CLASSES,
+           counts[0] < counts[1] ? counts[0] : counts[1]);
+    report(memcmp(a.pixels, t.pixels, 100 * 3072) != 0, "the synthetic test split differs from the training images");
+    dataset_free(&a); dataset_free(&b); dataset_free(&t);
+}
+
+static void test_augmentation(void) {
+    Config c = default_config();
+    c.batch = 6;
+    Dataset ds = { 0 };
+    make_synthetic(&ds, 50, 1234, 0);
+    int idx[6] = { 0, 5, 9, 13, 21, 40 }, B = 6;
+    size_t ng = (size_t)2 * B * 3 * 32 * 32, nl = (size_t)c.n_local * B * 3 * 16 * 16;
+    float *g1 = zeros(ng), *l1 = zeros(nl), *g2 = zeros(ng), *l2 = zeros(nl);
+#ifdef _OPENMP
+    int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+#endif
+    make_crops(g1, l1, &ds, idx, B, &c, 17);
+#ifdef _OPENMP
+    omp_set_num_threads(threads > 1 ? threads : 2);
+#endif
+    make_crops(g2, l2, &ds, idx, B, &c, 17);
+#ifdef _OPENMP
+    omp_set_num_threads(threads);
+#endif
+    report(memcmp(g1, g2, ng * 4) == 0 && memcmp(l1, l2, nl * 4) == 0, "the same crops with 1 thread and with several (per-image random streams)");
+    make_crops(g2, l2, &ds, idx, B, &c, 18);
+    report(memcmp(g1, g2, ng * 4) != 0 && memcmp(l1, l2, nl * 4) != 0, "another step gives other crops");
+    // every value is a normalised pixel of [0, 1]
+    int ok = 1;
+    for (int pass = 0; pass < 2; pass++) {
+        float *x = pass ? l1 : g1;
+        size_t n = pass ? nl : ng, plane = pass ? 256 : 1024;
+        for (size_t i = 0; i < n; i++) {
+            int ch = (int)((i / plane) % 3);
+            float lo = (0 - c.mean[ch]) / c.std[ch] - 1e-4f, hi = (1 - c.mean[ch]) / c.std[ch] + 1e-4f;
+            if (!(x[i] >= lo && x[i] <= hi)) ok = 0;
+        }
+    }
+    report(ok, "crops hold normalised pixels of [0, 1] only (%zu global, %zu local values)", ng, nl);
+    // the two global crops of an image differ, and crops of different images differ
+    report(memcmp(g1, g1 + (size_t)B * 3072, 3072 * 4) != 0 && memcmp(g1, g1 + 3072, 3072 * 4) != 0, "crops are drawn independently");
+    // 1-channel data: no colour operations, values still in range
+    Dataset grey;
+    memset(&grey, 0, sizeof(grey));
+    grey.n = 6; grey.C = 1; grey.S = 28;
+    grey.pixels = (uint8_t *)mallocCheck(6 * 28 * 28);
+    for (int i = 0; i < 6 * 28 * 28; i++) grey.pixels[i] = (uint8_t)(i * 7);
+    Config cg = c;
+    cg.channels = 1; cg.mean[0] = 0.5f; cg.std[0] = 0.25f;
+    float *gg = zeros((size_t)2 * B * 32 * 32), *lg = zeros((size_t)c.n_local * B * 16 * 16);
+    int gidx[6] = { 0, 1, 2, 3, 4, 5 };
+    make_crops(gg, lg, &grey, gidx, B, &cg, 3);
+    ok = 1;
+    for (size_t i = 0; i < (size_t)2 * B * 1024; i++) if (!(gg[i] >= -2.0001f && gg[i] <= 2.0001f)) ok = 0;
+    report(ok, "1-channel 28 px data gives 1-channel 32 px crops in range");
+    free(g1); free(l1); free(g2); free(l2); free(gg); free(lg); free(grey.pixels);
+    dataset_free(&ds);
+}
+
+static void test_knn(void) {
+    // two clusters on the unit circle; test points near each; k-NN must get them all
+    int ntr = 40, nte = 10, D = 2;
+    float *tr = zeros(ntr * D), *te = zeros(nte * D);
+    int *ltr = (int *)mallocCheck(ntr * sizeof(int)), *lte = (int *)mallocCheck(nte * sizeof(int));
+    Rng r = { 5 };
+    for (int i = 0; i < ntr; i++) { ltr[i] = i % 2; float a = (ltr[i] ? 3.0f : 0.0f) + 0.3f * rng_normal(&r); tr[2 * i] = cosf(a); tr[2 * i + 1] = sinf(a); }
+    for (int i = 0; i < nte; i++) { lte[i] = i % 2; float a = (lte[i] ? 3.0f : 0.0f) + 0.1f * rng_normal(&r); te[2 * i] = cosf(a); te[2 * i + 1] = sinf(a); }
+    int ks[2] = { 1, 20 };
+    float t1[2], t5[2];
+    knn_classify(t1, t5, ks, 2, tr, ltr, ntr, te, lte, nte, D, 2, 0.07f);
+    report(t1[0] == 100.0f && t1[1] == 100.0f && t5[1] == 100.0f, "k-NN separates two clusters (top-1 %.0f%%, %.0f%%)", t1[0], t1[1]);
+    // weighted votes: 1 very close neighbour of class 1 outweighs 2 farther ones of class 0 at T = 0.07
+    float tr2[6] = { 1, 0, 0.8f, 0.6f, 0.8f, -0.6f }, te2[2] = { 1, 0 };
+    int l2[3] = { 1, 0, 0 }, lt2[1] = { 1 }, k3[1] = { 3 };
+    knn_classify(t1, t5, k3, 1, tr2, l2, 3, te2, lt2, 1, 2, 2, 0.07f);
+    float w_near = expf(1.0f / 0.07f), w_far = 2 * expf(0.8f / 0.07f);
+    report((t1[0] == 100.0f) == (w_near > w_far), "k-NN votes are weighted by exp(similarity / T)");
+    free(tr); free(te); free(ltr); free(lte);
+}
+
+// A small model for end-to-end runs of the training loop.
+static Config tiny_config(void) {
+    Config c = default_config();
+    c.dim = 32; c.depth = 2; c.heads = 2; c.head_hidden = 64; c.bottleneck = 32; c.out_dim = 128;
+    c.n_local = 2; c.batch = 16; c.drop_path = 0.1f;
+    c.epochs = 10; c.warmup_epochs = 1; c.warmup_teacher_temp_epochs = 3;
+    c.total_steps = 40; c.steps_per_epoch = 4;
+    return c;
+}
+
+static void test_resume_equals_uninterrupted(void) {
+    Config c = tiny_config();
+    Dataset ds = { 0 };
+    make_synthetic(&ds, 200, 1234, 0);
+    char a_dir[512], b_dir[512], ck[600];
+    snprintf(a_dir, sizeof(a_dir), "%s/run_a", tmpdir);
+    snprintf(b_dir, sizeof(b_dir), "%s/run_b", tmpdir);
+    mkdir(a_dir, 0755); mkdir(b_dir, 0755);
+    Dino a, b;
+    dino_build(&a, &c);
+    TrainLoop la = { a_dir, 8, 0, 0, 1000, 0, 0, 0.07f };
+    train_loop(&a, &ds, NULL, &la);
+    dino_build(&b, &c);
+    TrainLoop lb = { b_dir, 5, 0, 0, 1000, 0, 0, 0.07f };
+    train_loop(&b, &ds, NULL, &lb); // "interrupted" after step 5
+    dino_free(&b);
+    snprintf(ck, sizeof(ck), "%s/model.bin", b_dir);
+    load_checkpoint(&b, ck);
+    lb.steps = 8;
+    train_loop(&b, &ds, NULL, &lb);
+    int same = b.step == 8 && memcmp(a.params, b.params, a.num_params * 4) == 0 && memcmp(a.teacher, b.teacher, a.num_params * 4) == 0 &&
+               memcmp(a.center, b.center, c.out_dim * 4) == 0 && a.loss == b.loss;
+    report(same, "a run stopped at step 5 and resumed from its checkpoint ends at step 8 bit-identical to an uninterrupted one");
+    dino_free(&a); dino_free(&b);
+    dataset_free(&ds);
+}
+
+static void test_short_run_learns(void) {
+    // The DINO loss is not meant to fall while the teacher temperature warms up; with the
+    // temperature fixed, a short run on the synthetic set must lower it.
+    Config c = tiny_config();
+    c.warmup_teacher_temp = c.teacher_temp = 0.04f;
+    c.lr = 0.002f * 256 / c.batch; c.warmup_epochs = 0; c.momentum_teacher = 0.99f; c.freeze_last_layer = 0;
+    c.total_steps = 60; c.steps_per_epoch = 6;
+    Dataset ds = { 0 };
+    make_synthetic(&ds, 400, 1234, 0);
+    Dino d;
+    dino_build(&d, &c);
+    size_t ng = (size_t)2 * c.batch * 3 * 32 * 32, nl = (size_t)c.n_local * c.batch * 3 * 16 * 16;
+    float *g = zeros(ng), *l = zeros(nl), first = 0, last = 0;
+    int *perm = (int *)mallocCheck(ds.n * sizeof(int)), idx[64], pe = -1;
+    for (int s = 0; s < c.total_steps; s++) {
+        batch_indices(idx, perm, &pe, ds.n, c.batch, c.seed, s);
+        make_crops(g, l, &ds, idx, c.batch, &c, s);
+        float loss = dino_step(&d, g, l);
+        if (s < 10) first += loss / 10;
+        if (s >= c.total_steps - 10) last += loss / 10;
+    }
+    report(last < first - 0.1f, "a 60-step run on the synthetic set lowers the loss: mean of the first 10 steps %.3f, last 10 %.3f", first, last);
+    free(g); free(l); free(perm);
+    dino_free(&d);
+    dataset_free(&ds);
+}
+
+static void test_batch_indices(void) {
+    int n = 50, B = 8, per = n / B, perm[50], idx[8], pe = -1, seen[50] = { 0 }, ok = 1;
+    for (int s = 0; s < per; s++) { batch_indices(idx, perm, &pe, n, B, 3, s); for (int i = 0; i < B; i++) seen[idx[i]]++; }
+    for (int i = 0; i < n; i++) ok &= seen[i] <= 1;
+    int first_epoch[8];
+    batch_indices(first_epoch, perm, &pe, n, B, 3, 0);
+    batch_indices(idx, perm, &pe, n, B, 3, per);
+    report(ok && memcmp(first_epoch, idx, sizeof(idx)) != 0, "batches walk a fresh permutation each epoch, no image twice within one");
+}
+
 int main(void) {
     load_reference("data/reference.bin");
 #ifdef _OPENMP
@@ -717,6 +1024,21 @@ int main(void) {
     test_fd_pos_resize(&r);
     test_fd_loss(&r);
     test_fd_whole_model();
+    printf("-- data, augmentation, k-NN, the training loop\n");
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/dino_test_XXXXXX");
+    if (mkdtemp(tmpdir) == NULL) die("test: cannot make a temporary directory");
+    test_cifar_loader();
+    test_idx_loader();
+    test_image_folder_loader();
+    test_synthetic();
+    test_augmentation();
+    test_knn();
+    test_batch_indices();
+    test_resume_equals_uninterrupted();
+    test_short_run_learns();
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+    if (system(cmd) != 0) printf("note: could not remove %s\n", tmpdir);
     printf("-- properties\n");
     test_teacher_copy_and_no_drop();
     test_clip_and_freeze();
