@@ -2201,8 +2201,8 @@ int train_loop(Dino *d, const Dataset *ds, const Dataset *test, const TrainLoop 
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
-    double t0 = now_seconds(), t_last = t0, sec_per_step = 0.0;
-    int start = d->step, last_saved = d->step;
+    double t0 = now_seconds(), t_window = t0, eval_seconds = 0.0, window_eval = 0.0;
+    int start = d->step, last_saved = d->step, window_start = d->step;
     while (d->step < loop->steps && !stop_requested) {
         batch_indices(idx, perm, &perm_epoch, ds->n, B, c->seed, d->step);
         make_crops(globals, locals, ds, idx, B, c, d->step);
@@ -2223,12 +2223,13 @@ int train_loop(Dino *d, const Dataset *ds, const Dataset *test, const TrainLoop 
                    loop->eval_train_n > 0 && loop->eval_train_n < ds->n ? loop->eval_train_n : ds->n,
                    loop->eval_test_n > 0 && loop->eval_test_n < test->n ? loop->eval_test_n : test->n, top1[1], top5[1], now_seconds() - te);
             now = now_seconds();
+            eval_seconds += now - te;
+            window_eval += now - te;
         }
-        double dt = now - t_last;
-        float img_s = B / (float)(dt > 0 ? dt : 1e-9);
-        t_last = now;
-        // time per step: a running average, started on the first step
-        sec_per_step = step == start + 1 ? dt : 0.9 * sec_per_step + 0.1 * dt;
+        // speed over the steps since the last log line, time left from the whole run so far
+        // (both without the time spent on k-NN)
+        float img_s = (float)(step - window_start) * B / (float)fmax(now - t_window - window_eval, 1e-9);
+        double sec_per_step = (now - t0 - eval_seconds) / (step - start);
         float epoch = (float)step * B / ds->n;
         fprintf(log, "%d,%.4f,%.6f,%.6g,%.6g,%.6f,%.5f,%.5f,%.5f,%.1f,%.2f,", step, epoch, loss, d->lr, d->wd, d->momentum,
                 d->teacher_temp, d->teacher_entropy, d->kl, img_s, now - t0);
@@ -2241,6 +2242,9 @@ int train_loop(Dino *d, const Dataset *ds, const Dataset *test, const TrainLoop 
                    d->teacher_temp, d->teacher_entropy, d->kl, img_s, left);
             fflush(stdout);
             fflush(log);
+            t_window = now;
+            window_start = step;
+            window_eval = 0.0;
         }
         if (loop->save_every > 0 && step % loop->save_every == 0) { save_checkpoint(d, model_path); last_saved = step; }
     }
@@ -2355,6 +2359,8 @@ static void print_knn_table(const char *what, const float *top1, const float *to
     for (int q = 0; q < KNN_NK; q++) printf("  %-4d  %6.2f  %6.2f\n", knn_ks[q], top1[q], top5[q]);
 }
 
+static int cmp_double(const void *a, const void *b) { double x = *(const double *)a, y = *(const double *)b; return (x > y) - (x < y); }
+
 static int cmd_train(int argc, char **argv) {
     Config cfg = default_config();
     int cfg_set[NUM_CONFIG_FIELDS] = { 0 };
@@ -2449,20 +2455,21 @@ static int cmd_train(int argc, char **argv) {
             size_t nl = (size_t)cfg.n_local * cfg.batch * cfg.channels * cfg.local_size * cfg.local_size;
             float *g = (float *)mallocCheck(ng * 4), *l = (float *)mallocCheck((nl ? nl : 1) * 4);
             int *perm = (int *)mallocCheck(ds.n * sizeof(int)), *idx = (int *)mallocCheck(cfg.batch * sizeof(int)), pe = -1;
-            double best = 1e30;
-            for (int s = 0; s < 4; s++) {
-                double t = now_seconds();
+            double t[6];
+            for (int s = 0; s < 6; s++) {
+                t[s] = now_seconds();
                 batch_indices(idx, perm, &pe, ds.n, cfg.batch, cfg.seed, s);
                 make_crops(g, l, &ds, idx, cfg.batch, &cfg, s);
                 dino_step(&probe, g, l);
-                t = now_seconds() - t;
-                if (s > 0 && t < best) best = t; // the first step warms caches up
+                t[s] = now_seconds() - t[s];
             }
+            qsort(t + 1, 5, sizeof(double), cmp_double); // the first step only warms caches up
+            double best = t[3];                           // the median of the other five
             free(g); free(l); free(perm); free(idx);
             dino_free(&probe);
             total = (int)(minutes * 60.0 / (best * 1.03)); // 3% for logging and checkpoints
             if (total < 1) total = 1;
-            printf("budget: %.1f min at %.3f s/step -> %d steps (%.2f epochs)\n", minutes, best, total, (double)total / per_epoch);
+            printf("budget: %.1f min at %.3f s/step (median of 5) -> %d steps (%.2f epochs)\n", minutes, best, total, (double)total / per_epoch);
         } else if (steps > 0) total = steps;
         else {
             if (epochs > 0) cfg.epochs = epochs;
@@ -2650,8 +2657,6 @@ static double step_flops(const Config *c) {
     double ng = 2.0 * c->batch, nl = (double)c->n_local * c->batch;
     return ng * (fwd[0] + head) + ng * fwd[0] + nl * fwd[1] + (ng + nl) * head + ng * bwd[0] + nl * bwd[1] + (ng + nl) * 2 * head;
 }
-
-static int cmp_double(const void *a, const void *b) { double x = *(const double *)a, y = *(const double *)b; return (x > y) - (x < y); }
 
 // Times full training steps on fixed random crops (no data loading): teacher forward,
 // student forward and backward, loss, clipping, AdamW, EMA.

@@ -102,14 +102,15 @@ static float max_err(const float *got, const float *want, size_t n) {
 }
 
 // Records the worst deviation per group of tensors for the summary at the end.
-typedef struct { char group[48]; float err, tol, mag; char worst[96]; } GroupStat;
+typedef struct { char group[48]; float err, tol, mag; char worst[96]; float max_err; char max_where[96]; } GroupStat;
 static GroupStat groups[32];
 static int ngroups = 0;
 
 static void note_group(const char *group, const char *name, float err, float tol, float mag) {
     int g = 0;
     while (g < ngroups && strcmp(groups[g].group, group) != 0) g++;
-    if (g == ngroups) { ngroups++; snprintf(groups[g].group, sizeof(groups[g].group), "%s", group); groups[g].err = -1; }
+    if (g == ngroups) { ngroups++; snprintf(groups[g].group, sizeof(groups[g].group), "%s", group); groups[g].err = -1; groups[g].max_err = -1; }
+    if (err > groups[g].max_err) { groups[g].max_err = err; snprintf(groups[g].max_where, sizeof(groups[g].max_where), "%s", name); }
     if (err / tol > groups[g].err / fmaxf(groups[g].tol, 1e-30f) || groups[g].err < 0) {
         groups[g].err = err; groups[g].tol = tol; groups[g].mag = mag;
         snprintf(groups[g].worst, sizeof(groups[g].worst), "%s", name);
@@ -968,27 +969,35 @@ static void test_resume_equals_uninterrupted(void) {
 }
 
 static void test_short_run_learns(void) {
-    // The DINO loss is not meant to fall while the teacher temperature warms up; with the
-    // temperature fixed, a short run on the synthetic set must lower it.
+    // The DINO loss is not monotone: it starts low (the center is still 0, so the teacher
+    // is sharp), climbs to a plateau near ln K while the center catches up, and only then
+    // falls as features form. What must hold in any short run is that the student learns
+    // what the teacher tells it: with the teacher and the center held still (momentum 1),
+    // 40 AdamW steps on synthetic crops must bring the student's loss well down.
     Config c = tiny_config();
+    c.momentum_teacher = 1.0f; c.center_momentum = 1.0f; c.drop_path = 0.0f;
     c.warmup_teacher_temp = c.teacher_temp = 0.04f;
-    c.lr = 0.002f * 256 / c.batch; c.warmup_epochs = 0; c.momentum_teacher = 0.99f; c.freeze_last_layer = 0;
-    c.total_steps = 60; c.steps_per_epoch = 6;
+    c.lr = 0.002f * 256 / c.batch; c.warmup_epochs = 0; c.freeze_last_layer = 0; c.weight_decay = c.weight_decay_end = 0.0f;
+    c.total_steps = 40; c.steps_per_epoch = 4;
     Dataset ds = { 0 };
     make_synthetic(&ds, 400, 1234, 0);
     Dino d;
     dino_build(&d, &c);
+    for (int k = 0; k < c.out_dim; k++) d.center[k] = 0.0f;
     size_t ng = (size_t)2 * c.batch * 3 * 32 * 32, nl = (size_t)c.n_local * c.batch * 3 * 16 * 16;
-    float *g = zeros(ng), *l = zeros(nl), first = 0, last = 0;
+    float *g = zeros(ng), *l = zeros(nl), first = 0, last = 0, kl_first = 0, kl_last = 0;
     int *perm = (int *)mallocCheck(ds.n * sizeof(int)), idx[64], pe = -1;
+    batch_indices(idx, perm, &pe, ds.n, c.batch, c.seed, 0);
+    make_crops(g, l, &ds, idx, c.batch, &c, 0); // one fixed batch of crops
     for (int s = 0; s < c.total_steps; s++) {
-        batch_indices(idx, perm, &pe, ds.n, c.batch, c.seed, s);
-        make_crops(g, l, &ds, idx, c.batch, &c, s);
         float loss = dino_step(&d, g, l);
-        if (s < 10) first += loss / 10;
-        if (s >= c.total_steps - 10) last += loss / 10;
+        if (s == 0) { first = loss; kl_first = d.kl; }
+        last = loss; kl_last = d.kl;
     }
-    report(last < first - 0.1f, "a 60-step run on the synthetic set lowers the loss: mean of the first 10 steps %.3f, last 10 %.3f", first, last);
+    // the loss is the teacher's entropy (fixed here) plus KL(teacher || student), the part
+    // the student controls: that part must at least halve
+    report(last < first && kl_last < 0.5f * kl_first, "a 40-step run against a fixed teacher lowers the loss from %.3f to %.3f "
+           "(KL(teacher || student) from %.3f to %.3f)", first, last, kl_first, kl_last);
     free(g); free(l); free(perm);
     dino_free(&d);
     dataset_free(&ds);
@@ -1044,10 +1053,11 @@ int main(void) {
     test_clip_and_freeze();
     test_checkpoint_resume();
     test_config_errors();
-    printf("-- largest deviation from PyTorch (float64) per group; tolerance = max(%g x torch's own float32 deviation, %g ulps)\n",
+    printf("-- deviation from PyTorch (float64) per group; tolerance = max(%g x torch's own float32 deviation, %g ulps)\n",
            NOISE_FACTOR, ULPS);
     for (int g = 0; g < ngroups; g++)
-        printf("   %-24s %.3g (tol %.3g, max |x| %.3g) in %s\n", groups[g].group, groups[g].err, groups[g].tol, groups[g].mag, groups[g].worst);
+        printf("   %-22s largest %.3g in %s; closest to its tolerance: %.3g (tol %.3g, max |x| %.3g) in %s\n", groups[g].group,
+               groups[g].max_err, groups[g].max_where, groups[g].err, groups[g].tol, groups[g].mag, groups[g].worst);
     printf("%d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
 }
