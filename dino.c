@@ -1773,19 +1773,23 @@ void synthetic_image(uint8_t *out /* (3, 32, 32) */, int *label, uint64_t seed, 
     const int S = 32;
     Rng r = rng_stream(seed, index, 77, 0);
     int k = (int)(rng_next(&r) % SYN_CLASSES);
-    float fg[3], bg[3], bg2[3];
-    // a foreground colour far enough from the background to be seen
-    do {
-        for (int c = 0; c < 3; c++) { fg[c] = rng_uniform(&r); bg[c] = rng_uniform(&r); }
-    } while (fabsf(fg[0] - bg[0]) + fabsf(fg[1] - bg[1]) + fabsf(fg[2] - bg[2]) < 0.6f);
-    for (int c = 0; c < 3; c++) bg2[c] = fminf(1.0f, fmaxf(0.0f, bg[c] + 0.3f * (rng_uniform(&r) - 0.5f)));
+    // Colours vary the way DINO's colour augmentation varies them (brightness, contrast, a
+    // tint of any hue), so colour says nothing about the class and nothing stable about the
+    // image either: foreground and background are two grey levels at least 0.35 apart,
+    // tinted by one random hue of random strength.
+    float lum_fg, lum_bg;
+    do { lum_fg = rng_uniform(&r); lum_bg = rng_uniform(&r); } while (fabsf(lum_fg - lum_bg) < 0.35f);
+    float hue = 6.2831853f * rng_uniform(&r), sat = 0.3f * rng_uniform(&r), tint[3];
+    for (int c = 0; c < 3; c++) tint[c] = sat * cosf(hue - 2.0943951f * c);
     int texture = k >= SYN_STRIPES;
-    float scale = texture ? 1.0f : 6.0f + 6.0f * rng_uniform(&r);        // shape radius in pixels
-    float cx = texture ? 16.0f : scale + (S - 2 * scale) * rng_uniform(&r);
-    float cy = texture ? 16.0f : scale + (S - 2 * scale) * rng_uniform(&r);
-    float angle = 6.2831853f * rng_uniform(&r), ca = cosf(angle), sa = sinf(angle);
-    float period = 0.6f + 0.6f * rng_uniform(&r);                         // texture frequency
-    float gdir = 6.2831853f * rng_uniform(&r), noise = 0.02f + 0.06f * rng_uniform(&r);
+    float scale = texture ? 1.0f : 7.0f + 6.0f * rng_uniform(&r);        // shape radius in pixels
+    // a shape lies wholly inside the image; a texture fills it, at a random phase
+    float cx = texture ? S * rng_uniform(&r) : scale + (S - 2 * scale) * rng_uniform(&r);
+    float cy = texture ? S * rng_uniform(&r) : scale + (S - 2 * scale) * rng_uniform(&r);
+    float angle = (texture ? 1.57f : 0.7f) * (rng_uniform(&r) - 0.5f); // +-45 degrees for textures, +-20 for shapes
+    float ca = cosf(angle), sa = sinf(angle);
+    float period = 0.7f + 0.5f * rng_uniform(&r);                         // texture frequency
+    float gdir = 6.2831853f * rng_uniform(&r), gamp = 0.2f * rng_uniform(&r), noise = 0.02f + 0.04f * rng_uniform(&r);
     for (int y = 0; y < S; y++)
         for (int x = 0; x < S; x++) {
             // 2x2 supersampling for smooth edges
@@ -1796,10 +1800,10 @@ void synthetic_image(uint8_t *out /* (3, 32, 32) */, int *label, uint64_t seed, 
                     float u = (ca * px + sa * py) / scale, v = (-sa * px + ca * py) / scale;
                     cover += 0.25f * synthetic_inside(k, u, v, period);
                 }
-            float g = 0.5f + 0.5f * ((x - 16) * cosf(gdir) + (y - 16) * sinf(gdir)) / 22.0f; // background gradient
+            float g = gamp * ((x - 16) * cosf(gdir) + (y - 16) * sinf(gdir)) / 22.0f; // background gradient
+            float lum = cover * lum_fg + (1 - cover) * (lum_bg + g);
             for (int c = 0; c < 3; c++) {
-                float back = bg[c] * (1 - g) + bg2[c] * g;
-                float val = cover * fg[c] + (1 - cover) * back + noise * rng_normal(&r);
+                float val = lum * (1.0f + tint[c]) + noise * rng_normal(&r);
                 out[(size_t)c * S * S + y * S + x] = (uint8_t)lrintf(fminf(1.0f, fmaxf(0.0f, val)) * 255.0f);
             }
         }
@@ -2211,10 +2215,25 @@ typedef struct {
     int save_every, eval_every, log_every;
     int eval_train_n, eval_test_n; // k-NN during training on these prefixes (0 = all)
     float knn_temp;
+    double deadline;        // --minutes: now_seconds() at which to end (0 = no deadline)
+    double eval_cost;       // --minutes: expected seconds of one periodic k-NN (0 = learn it)
 } TrainLoop;
 
-// Trains d on ds from its current step to loop->steps. Returns the number of the last step
-// done. Evaluates with k-NN when test is not NULL.
+// --minutes: the run's length was fitted to a probe of a few steps, which misses data loading,
+// logging, k-NN evaluations and a machine that is busier than it was. Fit the schedules again
+// to the measured pace of this run: the recipe's epochs stay fractions of the run.
+static int refit_schedules(Dino *d, const TrainLoop *loop, int step, double now, double per_step, double per_eval) {
+    double cost = per_step + (loop->eval_every > 0 ? per_eval / loop->eval_every : 0.0);
+    int total = step + (int)fmax(1.0, (loop->deadline - now) / cost);
+    d->cfg.total_steps = total;
+    d->cfg.steps_per_epoch = total / d->cfg.epochs > 0 ? total / d->cfg.epochs : 1;
+    printf("pace: %.3f s/step%s -> the run ends at step %d\n", per_step, loop->eval_every > 0 ? " and k-NN" : "", total);
+    return total;
+}
+
+// Trains d on ds from its current step to loop->steps (with a deadline: to the step that
+// ends on time). Returns the number of the last step done. Evaluates with k-NN when test is
+// not NULL.
 int train_loop(Dino *d, const Dataset *ds, const Dataset *test, const TrainLoop *loop) {
     const Config *c = &d->cfg;
     int B = c->batch;
@@ -2236,8 +2255,9 @@ int train_loop(Dino *d, const Dataset *ds, const Dataset *test, const TrainLoop 
     sigaction(SIGTERM, &sa, NULL);
 
     double t0 = now_seconds(), t_window = t0, eval_seconds = 0.0, window_eval = 0.0;
-    int start = d->step, last_saved = d->step, window_start = d->step;
-    while (d->step < loop->steps && !stop_requested) {
+    int start = d->step, last_saved = d->step, window_start = d->step, end = loop->steps, evals = 0;
+    int refit_at[2] = { start + (int)fmax(20, 0.03 * (end - start)), start + (end - start) / 2 };
+    while (d->step < end && !stop_requested) {
         batch_indices(idx, perm, &perm_epoch, ds->n, B, c->seed, d->step);
         make_crops(globals, locals, ds, idx, B, c, d->step);
         float loss = dino_step(d, globals, locals);
@@ -2249,7 +2269,7 @@ int train_loop(Dino *d, const Dataset *ds, const Dataset *test, const TrainLoop 
         int step = d->step; // steps done
         float top1[KNN_NK] = { 0 }, top5[KNN_NK] = { 0 };
         int evaluated = 0;
-        if (test != NULL && loop->eval_every > 0 && step % loop->eval_every == 0 && step < loop->steps) {
+        if (test != NULL && loop->eval_every > 0 && step % loop->eval_every == 0 && step < end) {
             double te = now_seconds();
             knn_eval(d, ds, test, loop->eval_train_n, loop->eval_test_n, loop->knn_temp, top1, top5);
             evaluated = 1;
@@ -2259,6 +2279,11 @@ int train_loop(Dino *d, const Dataset *ds, const Dataset *test, const TrainLoop 
             now = now_seconds();
             eval_seconds += now - te;
             window_eval += now - te;
+            evals++;
+        }
+        if (loop->deadline > 0 && (step == refit_at[0] || step == refit_at[1]) && step < end) {
+            double per_eval = test == NULL ? 0.0 : evals > 0 ? eval_seconds / evals : loop->eval_cost;
+            end = refit_schedules(d, loop, step, now, (now - t0 - eval_seconds) / (step - start), per_eval);
         }
         // speed over the steps since the last log line, time left from the whole run so far
         // (both without the time spent on k-NN)
@@ -2268,11 +2293,11 @@ int train_loop(Dino *d, const Dataset *ds, const Dataset *test, const TrainLoop 
         fprintf(log, "%d,%.4f,%.6f,%.6g,%.6g,%.6f,%.5f,%.5f,%.5f,%.1f,%.2f,", step, epoch, loss, d->lr, d->wd, d->momentum,
                 d->teacher_temp, d->teacher_entropy, d->kl, img_s, now - t0);
         if (evaluated) fprintf(log, "%.2f,%.2f\n", top1[1], top5[1]); else fprintf(log, ",\n");
-        if (step % loop->log_every == 0 || step == loop->steps || step == start + 1) {
+        if (step % loop->log_every == 0 || step == end || step == start + 1) {
             char left[32];
-            format_duration(left, sizeof(left), sec_per_step * (loop->steps - step));
+            format_duration(left, sizeof(left), sec_per_step * (end - step));
             printf("step %*d/%d | epoch %.2f | loss %.4f | lr %.2e wd %.3f mom %.4f Tt %.4f | H(t) %.3f KL %.3f | %.0f img/s | %s left\n",
-                   (int)snprintf(NULL, 0, "%d", loop->steps), step, loop->steps, epoch, loss, d->lr, d->wd, d->momentum,
+                   (int)snprintf(NULL, 0, "%d", end), step, end, epoch, loss, d->lr, d->wd, d->momentum,
                    d->teacher_temp, d->teacher_entropy, d->kl, img_s, left);
             fflush(stdout);
             fflush(log);
@@ -2533,13 +2558,18 @@ static int cmd_train(int argc, char **argv) {
 
     float init1[KNN_NK] = { 0 }, init5[KNN_NK] = { 0 }, top1[KNN_NK] = { 0 }, top5[KNN_NK] = { 0 };
     int eval = testp != NULL && !no_final_eval;
+    double eval_cost = 0.0; // of one periodic k-NN, from the first one's images
     if (eval && d.step == 0) {
         double t = now_seconds();
         knn_eval(&d, &ds, testp, 0, 0, knn_temp, init1, init5);
-        printf("knn at random init: k=20 top1 %.2f top5 %.2f [%.0fs]\n", init1[1], init5[1], now_seconds() - t);
+        t = now_seconds() - t;
+        printf("knn at random init: k=20 top1 %.2f top5 %.2f [%.0fs]\n", init1[1], init5[1], t);
+        int ntr = eval_train > 0 && eval_train < ds.n ? eval_train : ds.n, nte = eval_test > 0 && eval_test < testp->n ? eval_test : testp->n;
+        eval_cost = t * (ntr + nte) / (double)(ds.n + testp->n);
     }
-    TrainLoop loop = { out, total, save_every, eval_every, log_every, eval_train, eval_test, knn_temp };
     double t0 = now_seconds();
+    TrainLoop loop = { out, total, save_every, eval_every, log_every, eval_train, eval_test, knn_temp,
+                       minutes > 0 && resume == NULL ? t0 + minutes * 60.0 : 0.0, eval_cost };
     train_loop(&d, &ds, testp, &loop);
     char took[32];
     format_duration(took, sizeof(took), now_seconds() - t0);
