@@ -395,6 +395,9 @@ static inline float exp_simd(float x) {
 // token [q (NH heads x hs), k (...), v (...)], the layout of the official reshape
 // (B, T, 3, NH, hs). att keeps the softmax probabilities: the backward pass needs them,
 // and the attention maps of the paper's figures are the CLS row of the last block's.
+// Each (image, head) is a few small matrix products; matmul_blocked reads q, k and v in
+// place through its strides (a row of q is 3D floats after the previous one), transposes
+// included, and runs serially inside this loop's threads.
 void attention_forward(float *out, float *att, const float *qkv, int R, int T, int D, int NH) {
     // out is (R, T, D), att is (R, NH, T, T), qkv is (R, T, 3D)
     int hs = D / NH;
@@ -402,66 +405,48 @@ void attention_forward(float *out, float *att, const float *qkv, int R, int T, i
     #pragma omp parallel for collapse(2)
     for (int r = 0; r < R; r++) {
         for (int h = 0; h < NH; h++) {
+            const float *q = qkv + (size_t)r * T * 3 * D + h * hs, *k = q + D, *v = q + 2 * D;
+            float *a = att + ((size_t)r * NH + h) * T * T, *o = out + (size_t)r * T * D + h * hs;
+            // s = q k^T (T, T), then a = softmax(s * scale) row by row
+            matmul_blocked(a, T, q, 3 * D, 1, k, 1, 3 * D, T, T, hs, 1, NULL, NULL);
             for (int t = 0; t < T; t++) {
-                const float *q = qkv + ((size_t)r * T + t) * 3 * D + h * hs;
-                float *a = att + (((size_t)r * NH + h) * T + t) * T;
-                float maxval = -INFINITY;
-                for (int t2 = 0; t2 < T; t2++) {
-                    const float *k = qkv + ((size_t)r * T + t2) * 3 * D + D + h * hs;
-                    float s = 0.0f;
-                    #pragma omp simd reduction(+ : s)
-                    for (int i = 0; i < hs; i++) s += q[i] * k[i];
-                    s *= scale;
-                    a[t2] = s;
-                    if (s > maxval) maxval = s;
-                }
-                float sum = 0.0f;
+                float *row = a + (size_t)t * T, maxval = -INFINITY, sum = 0.0f;
+                for (int t2 = 0; t2 < T; t2++) { row[t2] *= scale; maxval = fmaxf(maxval, row[t2]); }
                 #pragma omp simd reduction(+ : sum)
-                for (int t2 = 0; t2 < T; t2++) { a[t2] = exp_simd(a[t2] - maxval); sum += a[t2]; }
-                for (int t2 = 0; t2 < T; t2++) a[t2] /= sum;
-                float *o = out + ((size_t)r * T + t) * D + h * hs;
-                for (int i = 0; i < hs; i++) o[i] = 0.0f;
-                for (int t2 = 0; t2 < T; t2++) {
-                    const float *v = qkv + ((size_t)r * T + t2) * 3 * D + 2 * D + h * hs;
-                    for (int i = 0; i < hs; i++) o[i] += a[t2] * v[i];
-                }
+                for (int t2 = 0; t2 < T; t2++) { row[t2] = exp_simd(row[t2] - maxval); sum += row[t2]; }
+                for (int t2 = 0; t2 < T; t2++) row[t2] /= sum;
             }
+            // out = a v (T, hs), this head's columns of out
+            matmul_blocked(o, D, a, T, 1, v, 3 * D, 1, T, hs, T, 1, NULL, NULL);
         }
     }
 }
 
 void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att, int R, int T, int D, int NH) {
-    // forward: s = q.k * scale;  a = softmax(s);  out = sum_t2 a[t2] v[t2]
+    // forward: s = q k^T;  a = softmax(s * scale) by rows;  out = a v. Accumulates into dqkv.
     int hs = D / NH;
     float scale = 1.0f / sqrtf((float)hs);
     #pragma omp parallel for collapse(2)
     for (int r = 0; r < R; r++) {
         for (int h = 0; h < NH; h++) {
-            float da[T]; // d loss / d a for one query row
+            const float *q = qkv + (size_t)r * T * 3 * D + h * hs, *k = q + D, *v = q + 2 * D;
+            float *dq = dqkv + (size_t)r * T * 3 * D + h * hs, *dk = dq + D, *dv = dq + 2 * D;
+            const float *a = att + ((size_t)r * NH + h) * T * T, *dy = dout + (size_t)r * T * D + h * hs;
+            float ds[T * T];
+            // out = a v  ->  da = dy v^T (kept in ds),  dv += a^T dy
+            matmul_blocked(ds, T, dy, D, 1, v, 1, 3 * D, T, T, hs, 1, NULL, NULL);
+            matmul_blocked(dv, 3 * D, a, 1, T, dy, D, 1, T, hs, T, 0, NULL, NULL);
+            // a = softmax(s * scale)  ->  ds = a (da - sum_t2 a da) * scale, row by row
             for (int t = 0; t < T; t++) {
-                const float *a = att + (((size_t)r * NH + h) * T + t) * T;
-                const float *dy = dout + ((size_t)r * T + t) * D + h * hs;
-                // out = sum_t2 a[t2] v[t2]  ->  da[t2] = dy . v[t2],  dv[t2] += a[t2] dy
-                float dot = 0.0f; // sum_t2 a[t2] da[t2], for the softmax backward
-                for (int t2 = 0; t2 < T; t2++) {
-                    const float *v = qkv + ((size_t)r * T + t2) * 3 * D + 2 * D + h * hs;
-                    float *dv = dqkv + ((size_t)r * T + t2) * 3 * D + 2 * D + h * hs;
-                    float s = 0.0f;
-                    #pragma omp simd reduction(+ : s)
-                    for (int i = 0; i < hs; i++) { s += dy[i] * v[i]; dv[i] += a[t2] * dy[i]; }
-                    da[t2] = s;
-                    dot += a[t2] * s;
-                }
-                // a = softmax(s)  ->  ds = a * (da - sum a da);  s = q.k * scale
-                const float *q = qkv + ((size_t)r * T + t) * 3 * D + h * hs;
-                float *dq = dqkv + ((size_t)r * T + t) * 3 * D + h * hs;
-                for (int t2 = 0; t2 < T; t2++) {
-                    float ds = a[t2] * (da[t2] - dot) * scale;
-                    const float *k = qkv + ((size_t)r * T + t2) * 3 * D + D + h * hs;
-                    float *dk = dqkv + ((size_t)r * T + t2) * 3 * D + D + h * hs;
-                    for (int i = 0; i < hs; i++) { dq[i] += ds * k[i]; dk[i] += ds * q[i]; }
-                }
+                const float *arow = a + (size_t)t * T;
+                float *row = ds + (size_t)t * T, dot = 0.0f;
+                #pragma omp simd reduction(+ : dot)
+                for (int t2 = 0; t2 < T; t2++) dot += arow[t2] * row[t2];
+                for (int t2 = 0; t2 < T; t2++) row[t2] = arow[t2] * (row[t2] - dot) * scale;
             }
+            // s = q k^T  ->  dq += ds k,  dk += ds^T q
+            matmul_blocked(dq, 3 * D, ds, T, 1, k, 3 * D, 1, T, hs, T, 0, NULL, NULL);
+            matmul_blocked(dk, 3 * D, ds, 1, T, q, 3 * D, 1, T, hs, T, 0, NULL, NULL);
         }
     }
 }
