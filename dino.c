@@ -236,9 +236,11 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, c
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
         float m = 0.0f;
+        #pragma omp simd reduction(+ : m)
         for (int i = 0; i < C; i++) m += x[i];
         m /= C;
         float v = 0.0f;
+        #pragma omp simd reduction(+ : v)
         for (int i = 0; i < C; i++) { float d = x[i] - m; v += d * d; }
         v /= C;
         float s = 1.0f / sqrtf(v + LN_EPS);
@@ -258,6 +260,7 @@ void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *
         const float *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
         float m = mean[n], s = rstd[n];
         float dnorm_mean = 0.0f, dnorm_norm_mean = 0.0f;
+        #pragma omp simd reduction(+ : dnorm_mean, dnorm_norm_mean)
         for (int i = 0; i < C; i++) {
             float norm = (x[i] - m) * s, dnorm = dy[i] * weight[i];
             dnorm_mean += dnorm;
