@@ -2210,12 +2210,13 @@ typedef struct {
 // --minutes: the run's length was fitted to a probe of a few steps, which misses data loading,
 // logging, k-NN evaluations and a machine that is busier than it was. Fit the schedules again
 // to the measured pace of this run: the recipe's epochs stay fractions of the run.
-static int refit_schedules(Dino *d, const TrainLoop *loop, int step, double now, double per_step, double per_eval) {
+static int refit_schedules(Dino *d, const TrainLoop *loop, int step, int end, double now, double per_step, double per_eval) {
     double cost = per_step + (loop->eval_every > 0 ? per_eval / loop->eval_every : 0.0);
     int total = step + (int)fmax(1.0, (loop->deadline - now) / cost);
     d->cfg.total_steps = total;
     d->cfg.steps_per_epoch = total / d->cfg.epochs > 0 ? total / d->cfg.epochs : 1;
-    printf("pace: %.3f s/step%s -> the run ends at step %d\n", per_step, loop->eval_every > 0 ? " and k-NN" : "", total);
+    if (total != end)
+        printf("pace: %.3f s/step%s -> the run ends at step %d\n", per_step, loop->eval_every > 0 ? " and k-NN" : "", total);
     return total;
 }
 
@@ -2244,7 +2245,10 @@ int train_loop(Dino *d, const Dataset *ds, const Dataset *test, const TrainLoop 
 
     double t0 = now_seconds(), t_window = t0, eval_seconds = 0.0, window_eval = 0.0;
     int start = d->step, last_saved = d->step, window_start = d->step, end = loop->steps, evals = 0;
-    int refit_at[2] = { start + (int)fmax(20, 0.03 * (end - start)), start + (end - start) / 2 };
+    // --minutes: refit after 3% of the run, then after every further tenth, each time from the
+    // pace since the previous refit (the machine's load may change during a run)
+    int next_refit = start + (int)fmax(20, 0.03 * (end - start)), refit_step = start;
+    double refit_time = t0, refit_eval = 0.0;
     while (d->step < end && !stop_requested) {
         batch_indices(idx, perm, &perm_epoch, ds->n, B, c->seed, d->step);
         make_crops(globals, locals, ds, idx, B, c, d->step);
@@ -2269,9 +2273,12 @@ int train_loop(Dino *d, const Dataset *ds, const Dataset *test, const TrainLoop 
             window_eval += now - te;
             evals++;
         }
-        if (loop->deadline > 0 && (step == refit_at[0] || step == refit_at[1]) && step < end) {
+        if (loop->deadline > 0 && step == next_refit && step < end) {
             double per_eval = test == NULL ? 0.0 : evals > 0 ? eval_seconds / evals : loop->eval_cost;
-            end = refit_schedules(d, loop, step, now, (now - t0 - eval_seconds) / (step - start), per_eval);
+            double per_step = (now - refit_time - (eval_seconds - refit_eval)) / (step - refit_step);
+            end = refit_schedules(d, loop, step, end, now, per_step, per_eval);
+            next_refit = step + (int)fmax(20, (end - start) / 10);
+            refit_step = step, refit_time = now, refit_eval = eval_seconds;
         }
         // speed over the steps since the last log line, time left from the whole run so far
         // (both without the time spent on k-NN)
