@@ -657,6 +657,7 @@ typedef struct {
     float drop_path;             // stochastic depth rate of the last student block
     float student_temp;
     float center_momentum;
+    int center;                  // 1 = centering on (eq. 4); 0 = off, for the collapse study
     float warmup_teacher_temp;
     float teacher_temp;
     int warmup_teacher_temp_epochs;
@@ -723,6 +724,8 @@ static const ConfigField config_fields[] = {
     { "std_g", 1, offsetof(Config, std[1]), "pixel std, channel 1" },
     { "std_b", 1, offsetof(Config, std[2]), "pixel std, channel 2" },
     INT_FIELD(seed, "random seed"),
+    // fields added later go at the end, so older checkpoints keep their header layout
+    INT_FIELD(center, "centering of the teacher output: 1 = on, 0 = off (collapses)"),
 };
 #define NUM_CONFIG_FIELDS ((int)(sizeof(config_fields) / sizeof(config_fields[0])))
 _Static_assert(sizeof(config_fields) / sizeof(config_fields[0]) <= 61, "the checkpoint header holds at most 61 config fields");
@@ -745,7 +748,7 @@ Config default_config(void) {
         .img_size = 32, .channels = 3, .patch = 8, .dim = 128, .depth = 4, .heads = 4, .mlp_ratio = 4,
         .head_hidden = 512, .bottleneck = 128, .out_dim = 1024,
         .n_local = 6, .local_size = 16, .batch = 64,
-        .drop_path = 0.0f, .student_temp = 0.1f, .center_momentum = 0.9f,
+        .drop_path = 0.0f, .student_temp = 0.1f, .center_momentum = 0.9f, .center = 1,
         .warmup_teacher_temp = 0.04f, .teacher_temp = 0.04f, .warmup_teacher_temp_epochs = 30,
         .epochs = 100, .steps_per_epoch = 781,
         .lr = 0.004f, .min_lr = 1e-6f, .warmup_epochs = 10,
@@ -777,6 +780,7 @@ const char *config_error(const Config *c) {
     CHECK(c->drop_path >= 0.0f && c->drop_path < 1.0f, "drop_path must be in [0, 1), got %g", c->drop_path);
     CHECK(c->student_temp > 0.0f && c->teacher_temp > 0.0f && c->warmup_teacher_temp > 0.0f, "temperatures must be > 0");
     CHECK(c->center_momentum >= 0.0f && c->center_momentum <= 1.0f, "center_momentum must be in [0, 1], got %g", c->center_momentum);
+    CHECK(c->center == 0 || c->center == 1, "center must be 1 (on) or 0 (off), got %d", c->center);
     CHECK(c->momentum_teacher >= 0.0f && c->momentum_teacher <= 1.0f, "momentum_teacher must be in [0, 1], got %g", c->momentum_teacher);
     CHECK(c->epochs >= 1 && c->steps_per_epoch >= 1, "epochs and steps_per_epoch must be >= 1");
     CHECK(c->warmup_epochs >= 0 && c->warmup_epochs <= c->epochs, "warmup_epochs %d must be in [0, epochs=%d]", c->warmup_epochs, c->epochs);
@@ -1390,10 +1394,11 @@ float dino_step(Dino *d, const float *globals, const float *locals) {
     teacher_forward(d, globals);
     if (use_dp) sample_drop_path(d);
     student_forward(d, globals, locals, use_dp);
+    // with centering off (--center 0, the collapse study) nothing is subtracted and the center never moves
     d->loss = dino_loss_forward(d->ps, d->pt, d->lse, &d->teacher_entropy, &d->kl, d->s_head.logits, d->t_head.logits,
-                                d->center, c->student_temp, d->teacher_temp, c->batch, 2 + c->n_local, c->out_dim);
+                                c->center ? d->center : NULL, c->student_temp, d->teacher_temp, c->batch, 2 + c->n_local, c->out_dim);
     if (!isfinite(d->loss)) return d->loss;
-    update_center(d->center, d->t_head.logits, c->center_momentum, d->RT, c->out_dim); // after the loss
+    if (c->center) update_center(d->center, d->t_head.logits, c->center_momentum, d->RT, c->out_dim); // after the loss
     memset(d->grads, 0, d->num_params * sizeof(float));
     memset(d->dlogits, 0, (size_t)d->RS * c->out_dim * sizeof(float));
     dino_loss_backward(d->dlogits, d->ps, d->pt, c->student_temp, c->batch, 2 + c->n_local, c->out_dim);
@@ -1423,6 +1428,7 @@ float dino_step(Dino *d, const float *globals, const float *locals) {
 #define CKPT_VERSION 1
 #define CKPT_HEADER 256
 #define CKPT_STATE 64
+#define CKPT_MIN_FIELDS 40 // the first version's config fields (before `center`)
 
 void checkpoint_header(int32_t *h, const Dino *d) {
     memset(h, 0, CKPT_HEADER * sizeof(int32_t));
@@ -1471,10 +1477,12 @@ void load_checkpoint(Dino *d, const char *path) {
     if (fread(h, sizeof(int32_t), CKPT_HEADER, f) != CKPT_HEADER) die("checkpoint '%s' is truncated (no complete header)", path);
     if (h[0] != CKPT_MAGIC) die("'%s' is not a dino.c checkpoint (wrong magic %d)", path, h[0]);
     if (h[1] != CKPT_VERSION) die("checkpoint '%s' has version %d; this dino.c reads version %d", path, h[1], CKPT_VERSION);
-    if (h[2] != NUM_CONFIG_FIELDS) die("checkpoint '%s' has %d config fields, expected %d: corrupt header", path, h[2], NUM_CONFIG_FIELDS);
-    Config c;
-    memset(&c, 0, sizeof(c));
-    for (int i = 0; i < NUM_CONFIG_FIELDS; i++) memcpy((char *)&c + config_fields[i].offset, &h[3 + i], 4);
+    // config fields are only ever appended: a checkpoint from before a field existed has
+    // fewer, and the missing ones keep their defaults (e.g. center = 1)
+    if (h[2] < CKPT_MIN_FIELDS || h[2] > NUM_CONFIG_FIELDS)
+        die("checkpoint '%s' has %d config fields, expected %d to %d: corrupt header", path, h[2], CKPT_MIN_FIELDS, NUM_CONFIG_FIELDS);
+    Config c = default_config();
+    for (int i = 0; i < h[2]; i++) memcpy((char *)&c + config_fields[i].offset, &h[3 + i], 4);
     const char *err = config_error(&c);
     if (err != NULL) die("checkpoint '%s' holds a config that cannot work (%s): corrupt header", path, err);
     dino_build(d, &c);
@@ -2410,7 +2418,7 @@ static int cmd_train(int argc, char **argv) {
     int cfg_set[NUM_CONFIG_FIELDS] = { 0 };
     const char *data = NULL, *test_path = NULL, *out = "runs/dino", *resume = NULL;
     int epochs = 0, steps = 0, save_every = 500, eval_every = 0, log_every = 10, eval_train = 10000, eval_test = 2000;
-    int synthetic_n = 10000, skip_bad = 0, threads = 0, no_final_eval = 0;
+    int synthetic_n = 10000, skip_bad = 0, threads = 0, no_final_eval = 0, no_centering = 0, no_sharpening = 0;
     float minutes = 0.0f, knn_temp = 0.07f;
     Opt opts[] = {
         { "data", 's', &data, "training data: CIFAR dir/.bin, MNIST IDX, image folder, or 'synthetic'" },
@@ -2429,6 +2437,8 @@ static int cmd_train(int argc, char **argv) {
         { "synthetic-n", 'i', &synthetic_n, "training images of the synthetic set (test: n/5)" },
         { "skip-bad-images", 'b', &skip_bad, "leave out unreadable images (reported) instead of stopping" },
         { "no-final-eval", 'b', &no_final_eval, "skip the k-NN at the start and the end" },
+        { "no-centering", 'b', &no_centering, "collapse study: no centering (= --center 0)" },
+        { "no-sharpening", 'b', &no_sharpening, "collapse study: teacher temperature = student's (both teacher temps)" },
         { "threads", 'i', &threads, "OpenMP threads (0 = OMP_NUM_THREADS or all cores)" },
         { NULL, 0, NULL, NULL },
     };
@@ -2443,6 +2453,12 @@ static int cmd_train(int argc, char **argv) {
 #ifdef _OPENMP
     if (threads > 0) omp_set_num_threads(threads);
 #endif
+    // the two ablations of the paper's collapse study (section 5.3, figure 7), as config fields
+    if (no_centering) { cfg.center = 0; cfg_set[config_index("center")] = 1; }
+    if (no_sharpening) {
+        cfg.teacher_temp = cfg.warmup_teacher_temp = cfg.student_temp;
+        cfg_set[config_index("teacher_temp")] = cfg_set[config_index("warmup_teacher_temp")] = 1;
+    }
     if (data == NULL) die("./dino train needs --data PATH (a CIFAR directory, an MNIST directory, an image folder, or 'synthetic')");
     if ((epochs > 0) + (steps > 0) + (minutes > 0) > 1) die("give only one of --epochs, --steps, --minutes");
     if (log_every < 1) die("--log-every must be >= 1");
