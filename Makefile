@@ -39,7 +39,8 @@ dino: dino.c
 test_dino: test_dino.c dino.c
 	$(CC) $(CFLAGS) -o $@ test_dino.c $(LDLIBS)
 
-test: test_dino
+# the tests also run ./dino as a command (attn, embed, linear), so it is built first
+test: dino test_dino
 	./test_dino
 
 # make train: CIFAR-10 from data/ if present, else downloaded by data/cifar10.sh if the
