@@ -1364,6 +1364,7 @@ int main(void) {
     test_short_run_learns();
     test_collapse();
     printf("-- looking inside: attention maps, .npy files, PyTorch interop, the linear probe\n");
+    if (!is_file("dino")) printf("note: ./dino is missing, so the tests of its commands fail: make test builds it first\n");
     test_attention_maps();
     test_attn_command();
     test_npy();
