@@ -29,7 +29,7 @@ else
   endif
 endif
 
-.PHONY: all test train clean
+.PHONY: all test train plot clean
 
 all: dino
 
@@ -39,12 +39,14 @@ dino: dino.c
 test_dino: test_dino.c dino.c
 	$(CC) $(CFLAGS) -o $@ test_dino.c $(LDLIBS)
 
-test: test_dino
+# the tests also run ./dino as a command (attn, embed, linear), so it is built first
+test: dino test_dino
 	./test_dino
 
 # make train: CIFAR-10 from data/ if present, else downloaded by data/cifar10.sh if the
 # network allows, else the built-in synthetic set (with a notice). DATA=path trains on any
 # supported data set; MINUTES sets the training budget (the k-NN evaluations come on top).
+# It ends with the attention maps of 4 held-out images in runs/<run>/attention/ (seconds).
 MINUTES ?= 7
 DATA ?=
 train: dino
@@ -58,7 +60,22 @@ train: dino
 	  fi; \
 	fi; \
 	out=runs/train-$$(date +%Y%m%d-%H%M%S); \
-	./dino train --data "$$data" --out "$$out" --minutes $(MINUTES) $(ARGS)
+	./dino train --data "$$data" --out "$$out" --minutes $(MINUTES) $(ARGS); \
+	echo "attention maps of the trained teacher on 4 held-out images (the paper's figure 1):"; \
+	./dino attn --model "$$out/model.bin" --data "$$data" --split test --index 0 --index 1 --index 2 --index 3 \
+	  --output "$$out/attention"
+
+# make plot RUN=runs/x: the run's training curves (loss, teacher entropy, KL, k-NN) as
+# runs/x/curves.png, drawn by data/plot.gp with gnuplot (Debian: apt-get install gnuplot-nox).
+# K, for the ln K line of the entropy plot, is read from the checkpoint: config field 9
+# (out_dim) is the int32 at byte 4 * (3 + 9) of the header.
+RUN ?=
+plot:
+	@if [ -z "$(RUN)" ]; then echo "usage: make plot RUN=runs/<run>   (the directory holding log.csv)"; exit 1; fi
+	@if [ ! -f "$(RUN)/log.csv" ]; then echo "error: $(RUN)/log.csv not found: is $(RUN) the --out directory of a run?"; exit 1; fi
+	@command -v gnuplot >/dev/null 2>&1 || { echo "error: make plot needs gnuplot, which is not installed (Debian: apt-get install gnuplot-nox)"; exit 1; }
+	@K=$$(od -An -t d4 -j 48 -N 4 "$(RUN)/model.bin" 2>/dev/null | tr -d ' '); \
+	gnuplot -e "run='$(RUN)'$${K:+; K=$$K}" data/plot.gp
 
 clean:
 	rm -f dino test_dino test_checkpoint.bin test_checkpoint.bin.tmp

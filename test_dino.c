@@ -6,7 +6,11 @@ Tests for dino.c. Three kinds of evidence:
      last layer, EMA, schedules, the center).
   2. Central finite differences on every backward pass.
   3. End-to-end properties: a checkpoint written and read back continues bit-identically,
-     bad configs are rejected, clipping and freezing do what they say.
+     bad configs are rejected, clipping and freezing do what they say, centering or
+     sharpening alone collapse as the paper says.
+  4. The tools that look inside a model: attention maps and their PNGs, .npy files, a model
+     converted from PyTorch (data/convert.py, fixture in data/interop/) giving PyTorch's
+     features, the linear probe. Some run ./dino as a command (make test builds it first).
 Ends with a line "N passed, M failed" and a non-zero exit on any failure.
 */
 #define TESTING
@@ -640,11 +644,34 @@ static void test_checkpoint_resume(void) {
     free(g); free(l);
 }
 
+static void test_old_checkpoint(void) {
+    // checkpoints written before the `center` field existed hold 40 config fields; they
+    // must still load, with centering on (the only behaviour there was)
+    Config c = reference_config();
+    c.center = 0;
+    Dino a, b;
+    dino_build(&a, &c);
+    const char *path = "test_checkpoint.bin";
+    save_checkpoint(&a, path);
+    FILE *f = fopen(path, "r+b");
+    int32_t h[CKPT_HEADER];
+    int ok = f != NULL && fread(h, 4, CKPT_HEADER, f) == CKPT_HEADER;
+    h[2] = CKPT_MIN_FIELDS;
+    h[3 + CKPT_MIN_FIELDS] = 0; // the slot of `center`, which an old header leaves 0
+    ok = ok && fseek(f, 0, SEEK_SET) == 0 && fwrite(h, 4, CKPT_HEADER, f) == CKPT_HEADER;
+    if (f) fclose(f);
+    load_checkpoint(&b, path);
+    report(ok && b.cfg.center == 1 && b.cfg.dim == c.dim && memcmp(a.teacher, b.teacher, a.num_params * 4) == 0,
+           "a checkpoint with the first version's %d config fields loads, the later `center` at its default 1", CKPT_MIN_FIELDS);
+    remove(path);
+    dino_free(&a); dino_free(&b);
+}
+
 static void test_config_errors(void) {
     struct { const char *what; void (*set)(Config *); } cases[] = {
         { "image not divisible by patch", NULL }, { "width not divisible by heads", NULL },
         { "local crop not divisible by patch", NULL }, { "channels 2", NULL }, { "batch 0", NULL },
-        { "K = 1", NULL }, { "drop path 1", NULL }, { "zero teacher temperature", NULL },
+        { "K = 1", NULL }, { "drop path 1", NULL }, { "zero teacher temperature", NULL }, { "center 2", NULL },
     };
     int n = sizeof(cases) / sizeof(cases[0]);
     for (int i = 0; i < n; i++) {
@@ -658,6 +685,7 @@ static void test_config_errors(void) {
             case 5: c.out_dim = 1; break;
             case 6: c.drop_path = 1.0f; break;
             case 7: c.teacher_temp = 0.0f; break;
+            case 8: c.center = 2; break;
         }
         const char *err = config_error(&c);
         report(err != NULL, "config rejected: %-34s -> %s", cases[i].what, err ? err : "(accepted!)");
@@ -1029,6 +1057,50 @@ static void test_short_run_learns(void) {
     dataset_free(&ds);
 }
 
+// The paper's collapse study (section 5.3, figure 7): centering alone collapses the teacher to
+// a uniform output (entropy -> ln K), sharpening alone to a one-hot one (entropy -> 0), and in
+// both cases the student follows, so KL(teacher || student) goes to 0; with both, KL stays
+// up. A short run of a tiny model on the synthetic set shows the direction. Measured when
+// this test was written (60 steps, K 64, ln K 4.16; means of the last 10 steps):
+//   both on: entropy 3.65, KL 0.81; no centering: 0.003, 0.004; no sharpening: 4.14, 0.18.
+static void collapse_run(int mode, const Dataset *ds, float *entropy_first, float *entropy, float *kl) {
+    Config c = tiny_config();
+    int steps = 60;
+    c.out_dim = 64; c.drop_path = 0.0f; c.momentum_teacher = 0.9f; // a teacher that follows quickly
+    c.total_steps = steps; c.steps_per_epoch = steps / c.epochs;
+    if (mode == 1) c.center = 0;                                          // no centering
+    if (mode == 2) c.teacher_temp = c.warmup_teacher_temp = c.student_temp; // no sharpening
+    Dino d;
+    dino_build(&d, &c);
+    size_t ng = (size_t)2 * c.batch * 3 * 32 * 32, nl = (size_t)c.n_local * c.batch * 3 * 16 * 16;
+    float *g = zeros(ng), *l = zeros(nl);
+    int *perm = (int *)mallocCheck(ds->n * sizeof(int)), idx[64], pe = -1;
+    *entropy = *kl = 0.0f;
+    for (int s = 0; s < steps; s++) {
+        batch_indices(idx, perm, &pe, ds->n, c.batch, c.seed, s);
+        make_crops(g, l, ds, idx, c.batch, &c, s);
+        dino_step(&d, g, l);
+        if (s == 0) *entropy_first = d.teacher_entropy;
+        if (s >= steps - 10) { *entropy += d.teacher_entropy / 10; *kl += d.kl / 10; }
+    }
+    free(g); free(l); free(perm);
+    dino_free(&d);
+}
+
+static void test_collapse(void) {
+    Dataset ds = { 0 };
+    make_synthetic(&ds, 400, 1234, 0);
+    float h0[3], h[3], kl[3], lnK = logf(64.0f);
+    for (int mode = 0; mode < 3; mode++) collapse_run(mode, &ds, &h0[mode], &h[mode], &kl[mode]);
+    report(h[1] < 0.15f * lnK && h[1] < h0[1] && kl[1] < 0.5f * kl[0],
+           "no centering collapses to one-hot: teacher entropy %.3f -> %.3f (ln K %.2f), KL %.3f vs %.3f with centering",
+           h0[1], h[1], lnK, kl[1], kl[0]);
+    report(h[2] > 0.95f * lnK && h[2] > h0[2] && kl[2] < 0.5f * kl[0],
+           "no sharpening collapses to uniform: teacher entropy %.3f -> %.3f (ln K %.2f), KL %.3f vs %.3f with sharpening",
+           h0[2], h[2], lnK, kl[2], kl[0]);
+    dataset_free(&ds);
+}
+
 static void test_batch_indices(void) {
     int n = 50, B = 8, per = n / B, perm[50], idx[8], pe = -1, seen[50] = { 0 }, ok = 1;
     for (int s = 0; s < per; s++) { batch_indices(idx, perm, &pe, n, B, 3, s); for (int i = 0; i < B; i++) seen[idx[i]]++; }
@@ -1037,6 +1109,224 @@ static void test_batch_indices(void) {
     batch_indices(first_epoch, perm, &pe, n, B, 3, 0);
     batch_indices(idx, perm, &pe, n, B, 3, per);
     report(ok && memcmp(first_epoch, idx, sizeof(idx)) != 0, "batches walk a fresh permutation each epoch, no image twice within one");
+}
+
+// ----------------------------------------------------------------------------
+// 4. looking inside a trained model: attention maps, .npy files, PyTorch interop, the linear probe
+
+static void test_attention_maps(void) {
+    Config c = reference_config(); // 16 px, patch 4: a 4 x 4 grid, T = 17, 3 heads, 2 blocks
+    Dino d;
+    build_reference_model(&d, &c);
+    int R = 2, S = c.img_size, T = 1 + (S / c.patch) * (S / c.patch), NH = c.heads;
+    Rng r = { 9 };
+    float *x = randn((size_t)R * c.channels * S * S, &r, 1.0f), *att = zeros((size_t)R * NH * T), *feat = zeros((size_t)R * c.dim);
+    BackboneActs a, all;
+    backbone_acts_alloc(&a, &c, R, S, 0);
+    cls_attention(att, feat, &a, &d.t, &c, x);
+    float worst = 0.0f, lowest = 1.0f;
+    for (int i = 0; i < R * NH; i++) {
+        double sum = 0.0;
+        for (int t = 0; t < T; t++) { sum += att[(size_t)i * T + t]; lowest = fminf(lowest, att[(size_t)i * T + t]); }
+        worst = fmaxf(worst, (float)fabs(sum - 1.0));
+    }
+    report(worst < 1e-5f && lowest >= 0.0f, "CLS attention rows (%d images x %d heads, %d tokens) are probabilities: "
+           "|sum - 1| <= %.1e, smallest entry %.2g", R, NH, T, worst, lowest);
+    // the inference pass keeps one block's activations: they must be the LAST block's, the
+    // same rows a pass that keeps every block holds in its last slot
+    float *att_all = zeros((size_t)R * NH * T);
+    backbone_acts_alloc(&all, &c, R, S, 1);
+    cls_attention(att_all, feat, &all, &d.t, &c, x);
+    report(max_err(att, att_all, (size_t)R * NH * T) == 0.0f, "the maps come from the last block (the same with every block's activations kept)");
+    // the mask: the fewest most-attended patches holding the threshold's share of the mass
+    float toy[6] = { 0.05f, 0.30f, 0.10f, 0.40f, 0.05f, 0.10f };
+    uint8_t mask[6];
+    int k6 = attention_mask(mask, toy, 6, 0.6f), ok6 = mask[3] && mask[1] && !mask[0] && !mask[2] && !mask[4] && !mask[5];
+    int k4 = attention_mask(mask, toy, 6, 0.35f), ok4 = mask[3] && !mask[1];
+    int k_all = attention_mask(mask, toy, 6, 1.0f);
+    report(k6 == 2 && ok6 && k4 == 1 && ok4 && k_all == 6, "threshold mask: 0.6 of the mass keeps the 0.4 and 0.3 patches, 0.35 keeps one, 1.0 all");
+    uint8_t lo[3], hi[3];
+    viridis(lo, 0.0f);
+    viridis(hi, 1.0f);
+    report(lo[0] == 68 && lo[1] == 1 && lo[2] == 84 && hi[0] == 253 && hi[1] == 231 && hi[2] == 37, "colour map: viridis from (68,1,84) to (253,231,37)");
+    backbone_acts_free(&a); backbone_acts_free(&all);
+    free(x); free(att); free(att_all); free(feat);
+    dino_free(&d);
+}
+
+// Runs a command, returns its exit status; its output goes to tmpdir/cmd.log.
+static int run(const char *fmt, ...) {
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    snprintf(cmd + n, sizeof(cmd) - n, " > %s/cmd.log 2>&1", tmpdir);
+    return system(cmd);
+}
+
+// Does tmpdir/cmd.log contain s?
+static int log_has(const char *s) {
+    char path[300], buf[8192];
+    snprintf(path, sizeof(path), "%s/cmd.log", tmpdir);
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+    if (f) fclose(f);
+    buf[n] = '\0';
+    return strstr(buf, s) != NULL;
+}
+
+static int png_size_is(const char *dir, const char *name, int w, int h) {
+    char path[600];
+    snprintf(path, sizeof(path), "%s/%s.png", dir, name);
+    int pw, ph, ch;
+    uint8_t *px = stbi_load(path, &pw, &ph, &ch, 3);
+    if (px == NULL) { printf("  cannot decode %s\n", path); return 0; }
+    stbi_image_free(px);
+    if (pw != w || ph != h) printf("  %s is %d x %d, expected %d x %d\n", path, pw, ph, w, h);
+    return pw == w && ph == h;
+}
+
+// a tiny untrained model for the commands (they only need a checkpoint)
+static void save_tiny_checkpoint(char *path, size_t size) {
+    Config c = tiny_config();
+    Dino d;
+    dino_build(&d, &c);
+    snprintf(path, size, "%s/tiny.bin", tmpdir);
+    save_checkpoint(&d, path);
+    dino_free(&d);
+}
+
+static void test_attn_command(void) {
+    char ck[300], img[300], out[300];
+    save_tiny_checkpoint(ck, sizeof(ck));
+    snprintf(img, sizeof(img), "%s/wide.png", tmpdir); // 40 x 24: not square, not the model's 32 px
+    snprintf(out, sizeof(out), "%s/attn", tmpdir);
+    uint8_t px[40 * 24 * 3];
+    for (int i = 0; i < 40 * 24 * 3; i++) px[i] = (uint8_t)(i * 7);
+    if (!stbi_write_png(img, 40, 24, 3, px, 40 * 3)) die("test: cannot write %s", img);
+    int status = run("./dino attn --model %s --image %s --data synthetic --synthetic-n 50 --split test --index 3 --output %s", ck, img, out);
+    // 40 x 24 is enlarged 4x (to >= 128 px), the 32 px synthetic image too; 2 heads, so the
+    // montage is 3 cells wide and 2 high with 4 px gaps
+    int ok = status == 0;
+    const char *cells[] = { "wide_input", "wide_head0", "wide_head1", "wide_mask0", "wide_mask1" };
+    for (int i = 0; i < 5; i++) ok &= png_size_is(out, cells[i], 160, 96);
+    ok &= png_size_is(out, "wide_montage", 3 * 164 - 4, 2 * 96 + 4);
+    ok &= png_size_is(out, "test3_head1", 128, 128) && png_size_is(out, "test3_montage", 3 * 132 - 4, 2 * 128 + 4);
+    report(ok, "./dino attn writes input, per-head maps, masks and the montage as PNGs of the right sizes (an image file and a data set index)");
+    // the maps are in colour: decode one and look for a pixel that is not grey
+    char path[600];
+    snprintf(path, sizeof(path), "%s/wide_head0.png", out);
+    int w, h, ch, colour = 0;
+    uint8_t *map = stbi_load(path, &w, &h, &ch, 3);
+    for (int i = 0; map != NULL && i < w * h; i++) colour |= map[3 * i] != map[3 * i + 1] || map[3 * i + 1] != map[3 * i + 2];
+    if (map) stbi_image_free(map);
+    report(colour, "the head maps are drawn with a colour map, not in grey");
+    report(run("./dino attn --model %s --image %s/missing.png --output %s", ck, tmpdir, out) != 0 && log_has("cannot read image"),
+           "./dino attn refuses an unreadable image by name");
+}
+
+// Reads a .npy file as write_npy writes it, checking the format on the way: returns the
+// data (malloc'd) or NULL, with descr and shape (cols 0 for 1-D).
+static void *read_npy(const char *path, char *descr, size_t *rows, size_t *cols) {
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) { printf("  cannot open %s\n", path); return NULL; }
+    uint8_t pre[10];
+    char header[1024];
+    int ok = fread(pre, 1, 10, f) == 10 && memcmp(pre, "\x93NUMPY\x01\x00", 8) == 0;
+    size_t hlen = ok ? pre[8] | pre[9] << 8 : 0;
+    ok = ok && hlen < sizeof(header) && (10 + hlen) % 64 == 0 && fread(header, 1, hlen, f) == hlen && header[hlen - 1] == '\n';
+    header[ok ? hlen : 0] = '\0';
+    const char *d = strstr(header, "'descr': '"), *sh = strstr(header, "'shape': (");
+    ok = ok && d != NULL && sh != NULL && strstr(header, "'fortran_order': False") != NULL;
+    if (!ok) { printf("  %s: not the .npy header expected: %s\n", path, header); fclose(f); return NULL; }
+    snprintf(descr, 4, "%s", d + 10);
+    *cols = 0;
+    if (sscanf(sh + 10, "%zu, %zu)", rows, cols) < 1) { fclose(f); return NULL; }
+    size_t n = *rows * (*cols ? *cols : 1);
+    void *data = mallocCheck(n * 4);
+    if (fread(data, 4, n, f) != n || fgetc(f) != EOF) { printf("  %s: data size does not match the shape\n", path); free(data); data = NULL; }
+    fclose(f);
+    return data;
+}
+
+static void test_npy(void) {
+    char path[300], descr[4];
+    size_t rows, cols;
+    snprintf(path, sizeof(path), "%s/x.npy", tmpdir);
+    float x[15];
+    for (int i = 0; i < 15; i++) x[i] = i * 0.5f - 3.0f;
+    int ok = write_npy(path, "<f4", x, 4, 3, 5) == 0;
+    float *back = (float *)read_npy(path, descr, &rows, &cols);
+    ok = ok && back != NULL && strcmp(descr, "<f4") == 0 && rows == 3 && cols == 5 && memcmp(back, x, sizeof(x)) == 0;
+    free(back);
+    int labels[7] = { 3, 1, 4, 1, 5, 9, 2 };
+    ok = ok && write_npy(path, "<i4", labels, 4, 7, 0) == 0;
+    int *lback = (int *)read_npy(path, descr, &rows, &cols);
+    ok = ok && lback != NULL && strcmp(descr, "<i4") == 0 && rows == 7 && cols == 0 && memcmp(lback, labels, sizeof(labels)) == 0;
+    free(lback);
+    report(ok, ".npy files: version 1.0 header (dtype, C order, shape), data at a multiple of 64 bytes, float32 2-D and int32 1-D");
+}
+
+// data/interop/ (written by data/convert.py fixture): a tiny model built with the official
+// modules in PyTorch and converted to a dino.c checkpoint, 4 images in CIFAR format, and
+// PyTorch's teacher features of them in float64 (features.npy) and float32 (features_f32.npy).
+static void test_torch_interop(void) {
+    char descr[4];
+    size_t rows, cols, r2, c2;
+    float *want = (float *)read_npy("data/interop/features.npy", descr, &rows, &cols);
+    float *f32 = (float *)read_npy("data/interop/features_f32.npy", descr, &r2, &c2);
+    if (want == NULL || f32 == NULL) { report(0, "data/interop/ fixture readable"); return; }
+    Dino d;
+    load_checkpoint(&d, "data/interop/model.bin");
+    Dataset ds;
+    if (dataset_open(&ds, "data/interop/images.bin", 0, NULL, 3, 32, 0, 0) != 0) die("test: %s", data_error);
+    int D = d.cfg.dim, ok = (size_t)ds.n == rows && (size_t)D == cols;
+    float *got = zeros((size_t)ds.n * D), *student = zeros((size_t)ds.n * D);
+    backbone_features(got, &ds, &d, 1);
+    backbone_features(student, &ds, &d, 0);
+    size_t n = rows * cols;
+    // the tolerance of the reference tests: 8 x PyTorch's own float32 deviation, or 8 ulps
+    float err = max_err(got, want, n), noise = max_err(f32, want, n), tol = fmaxf(8.0f * noise, 8.0f * max_abs(want, n) * 5.96e-8f);
+    report(ok && err <= tol && max_err(student, want, n) > 100 * tol,
+           "a model converted from PyTorch (data/convert.py) gives PyTorch's teacher features: max |dino.c - torch f64| %.2g "
+           "(tol %.2g; torch f32 itself %.2g)", err, tol, noise);
+    // ./dino embed writes the same numbers, and the labels
+    char out[300], lpath[300];
+    snprintf(out, sizeof(out), "%s/feats.npy", tmpdir);
+    snprintf(lpath, sizeof(lpath), "%s/feats_labels.npy", tmpdir);
+    int status = run("./dino embed --model data/interop/model.bin --data data/interop/images.bin --output %s", out);
+    float *emb = status == 0 ? (float *)read_npy(out, descr, &r2, &c2) : NULL;
+    int *lab = status == 0 ? (int *)read_npy(lpath, descr, &r2, &c2) : NULL;
+    report(emb != NULL && lab != NULL && r2 == rows && memcmp(emb, got, n * 4) == 0 && lab[0] == 0 && lab[3] == 3,
+           "./dino embed writes the teacher features (n x D float32 .npy) and the labels (int32 .npy) in data order");
+    free(emb); free(lab); free(want); free(f32); free(got); free(student);
+    dataset_free(&ds);
+    dino_free(&d);
+}
+
+static void test_linear_probe(void) {
+    // 3 classes around 3 corners of a 6-D cube, far apart for their spread: linearly separable
+    int D = 6, ntr = 300, nte = 150, K = 3;
+    float *xtr = zeros((size_t)ntr * D), *xte = zeros((size_t)nte * D);
+    int *ytr = (int *)mallocCheck(ntr * sizeof(int)), *yte = (int *)mallocCheck(nte * sizeof(int));
+    Rng r = { 77 };
+    for (int i = 0; i < ntr + nte; i++) {
+        float *x = i < ntr ? xtr + (size_t)i * D : xte + (size_t)(i - ntr) * D;
+        int y = i % K;
+        for (int j = 0; j < D; j++) x[j] = 3.0f * ((j % K) == y) + 5.0f + 0.4f * rng_normal(&r); // offset: the probe standardises
+        if (i < ntr) ytr[i] = y; else yte[i - ntr] = y;
+    }
+    LinearProbe lp;
+    linear_probe_fit(&lp, xtr, ytr, ntr, D, K, 10, 32, 0.1f, 0);
+    float train = linear_probe_accuracy(&lp, xtr, ytr, ntr), test = linear_probe_accuracy(&lp, xte, yte, nte);
+    report(train == 100.0f && test == 100.0f, "the linear probe separates a linearly separable toy set (train %.1f%%, test %.1f%%)", train, test);
+    linear_probe_free(&lp);
+    free(xtr); free(xte); free(ytr); free(yte);
+    char ck[300];
+    save_tiny_checkpoint(ck, sizeof(ck));
+    report(run("./dino linear --model %s --train synthetic --test synthetic --synthetic-n 100 --epochs 2", ck) == 0 && log_has("linear top1 train"),
+           "./dino linear trains on frozen teacher features and prints train and test top-1");
 }
 
 int main(void) {
@@ -1072,6 +1362,14 @@ int main(void) {
     test_batch_indices();
     test_resume_equals_uninterrupted();
     test_short_run_learns();
+    test_collapse();
+    printf("-- looking inside: attention maps, .npy files, PyTorch interop, the linear probe\n");
+    if (!is_file("dino")) printf("note: ./dino is missing, so the tests of its commands fail: make test builds it first\n");
+    test_attention_maps();
+    test_attn_command();
+    test_npy();
+    test_torch_interop();
+    test_linear_probe();
     char cmd[300];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
     if (system(cmd) != 0) printf("note: could not remove %s\n", tmpdir);
@@ -1079,6 +1377,7 @@ int main(void) {
     test_teacher_copy_and_no_drop();
     test_clip_and_freeze();
     test_checkpoint_resume();
+    test_old_checkpoint();
     test_config_errors();
     printf("-- deviation from PyTorch (float64) per group; tolerance = max(%g x torch's own float32 deviation, %g ulps)\n",
            NOISE_FACTOR, ULPS);
