@@ -26,13 +26,13 @@ while [ "$i" -le "$RUNS" ]; do
     i=$((i + 1))
 done
 awk -v threads="$THREADS" '
-    { for (f = 1; f < NF; f++) if ($(f + 1) == "ms") { ms = $f; break }
-      for (f = 1; f < NF; f++) if ($(f + 1) == "MiB") { mib = $f; break }
-      who = ($2 == "dino.c") ? "dino" : "torch"; n[who]++; t[who, n[who]] = ms; m[who] = (mib > m[who] ? mib : m[who]) }
+    { for (f = 1; f < NF; f++) if ($f == "step") { ms = $(f + 1); break }
+      for (f = 1; f < NF; f++) if ($(f + 1) ~ /^MiB/) { mib = $f; break }
+      who = ($2 == "dino.c:") ? "dino" : "torch"; n[who]++; t[who, n[who]] = ms; if (mib + 0 > m[who] + 0) m[who] = mib }
     function median(who,   i, j, x, k) {
         k = n[who]
         for (i = 1; i <= k; i++) a[i] = t[who, i]
-        for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (a[j] < a[i]) { x = a[i]; a[i] = a[j]; a[j] = x }
+        for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (a[j] + 0 < a[i] + 0) { x = a[i]; a[i] = a[j]; a[j] = x }
         return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2 }
     END { d = median("dino"); p = median("torch")
           printf "medians over %d alternating runs, %d threads: dino.c %.1f ms/step (peak %s MiB), PyTorch %.1f ms/step (peak %s MiB)\n", n["dino"], threads, d, m["dino"], p, m["torch"]
