@@ -36,10 +36,11 @@ all: dino
 dino: dino.c
 	$(CC) $(CFLAGS) -o $@ dino.c $(LDLIBS)
 
-test_dino: test_dino.c dino.c
+test_dino: test_dino.c dino.c fuzz/fuzz.h
 	$(CC) $(CFLAGS) -o $@ test_dino.c $(LDLIBS)
 
-test: test_dino
+# The tests also run ./dino as a child process (bad command lines, kill and resume).
+test: dino test_dino
 	./test_dino
 
 # make train: CIFAR-10 from data/ if present, else downloaded by data/cifar10.sh if the
