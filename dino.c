@@ -1610,6 +1610,11 @@ void load_checkpoint(Dino *d, const char *path) {
 #pragma GCC diagnostic ignored "-Wunused-function"
 #pragma GCC diagnostic ignored "-Wsign-compare"
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+// Two formats stay off: stb_image 2.27 (Debian 12's libstb-dev) hangs for ever on a truncated
+// Radiance HDR file and misreads PNM headers and 16-bit PNM data (all fixed in stb_image
+// 2.28; fuzz/ found them). Neither is a format image data sets come in.
+#define STBI_NO_HDR
+#define STBI_NO_PNM
 #define STB_IMAGE_IMPLEMENTATION
 #include <stb/stb_image.h>
 #define STB_IMAGE_RESIZE_IMPLEMENTATION
@@ -1765,6 +1770,68 @@ static void center_square_resize(uint8_t *out /* (C, S, S) */, const uint8_t *im
     free(tmp);
 }
 
+// stb_image 2.27 (Debian 12's libstb-dev) writes past a Huffman table when a JPEG's DHT
+// segment declares more than 256 codes (nothings/stb#1289, fixed in stb_image 2.28; fuzz/
+// found it). So we walk a JPEG's segments first, the way stb_image does, and refuse such a
+// file. Returns NULL, or what is wrong with the file.
+static const char *jpeg_check(const uint8_t *p, size_t n) {
+    if (n < 2 || p[0] != 0xFF) return NULL;    // not a JPEG
+    size_t i = 1;
+    while (i < n && p[i] == 0xFF) i++;          // stb_image allows fill bytes before SOI
+    if (i >= n || p[i] != 0xD8) return NULL;    // not a JPEG
+    i++;
+    while (i + 1 < n) {
+        if (p[i] != 0xFF || p[i + 1] == 0xFF) { i++; continue; } // entropy-coded data, junk, fill bytes
+        int m = p[i + 1];
+        i += 2;
+        if (m == 0x00 || m == 0x01 || (m >= 0xD0 && m <= 0xD8)) continue; // a stuffed 0xFF, TEM, RSTn, SOI: no length
+        if (m == 0xD9 || i + 2 > n) break;                                // EOI
+        size_t len = (size_t)p[i] << 8 | p[i + 1];
+        if (m == 0xC4) { // DHT: tables of 1 byte (class, id), 16 code counts, then the codes
+            long left = (long)len - 2;
+            for (size_t t = i + 2; left > 0;) {
+                int codes = 0;
+                for (size_t k = t + 1; k < t + 17; k++) codes += k < n ? p[k] : 0;
+                if (codes > 256) return "a JPEG Huffman table of more than 256 codes";
+                t += 17 + codes;
+                left -= 17 + codes;
+            }
+        }
+        i += len;
+    }
+    return NULL;
+}
+
+// Decodes one image file to C channels with stb_image; or returns NULL and says why. Besides
+// the JPEG check above, and both found by fuzz/: the file goes to stb_image only if its
+// header asks for at most max_image_pixels (a few bytes can ask for gigabytes), and an
+// image of 0 pixels, which stb_image returns for some broken headers, is refused.
+static double max_image_pixels = 1e8; // 100 megapixels; fuzz/ lowers it so that every input decodes fast
+static uint8_t *read_image(const char *path, int C, int *w, int *h, const char **why) {
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) { *why = strerror(errno); return NULL; }
+    long size = file_size(f);
+    if (size < 0 || size > (1L << 30)) { fclose(f); *why = "not a file of at most 1 GB"; return NULL; }
+    uint8_t *bytes = (uint8_t *)mallocCheck(size);
+    size_t n = fread(bytes, 1, size, f);
+    fclose(f);
+    int channels;
+    uint8_t *img = NULL;
+    *why = n != (size_t)size ? "read failed" : jpeg_check(bytes, n);
+    static char too_large[96];
+    if (*why == NULL && stbi_info_from_memory(bytes, (int)n, w, h, &channels) && (double)*w * *h > max_image_pixels) {
+        snprintf(too_large, sizeof(too_large), "%d x %d pixels, more than %.0f megapixels", *w, *h, max_image_pixels / 1e6);
+        *why = too_large;
+    }
+    if (*why == NULL) {
+        img = stbi_load_from_memory(bytes, (int)n, w, h, &channels, C);
+        if (img == NULL) *why = stbi_failure_reason();
+        else if (*w < 1 || *h < 1) { stbi_image_free(img); img = NULL; *why = "no pixels"; }
+    }
+    free(bytes);
+    return img;
+}
+
 // A folder of class subfolders of images (any format stb_image reads). The class is the
 // subfolder, in sorted order. Images are centre-cropped to a square and resized to S.
 // An image stb_image cannot read is reported by name; with skip_bad it is counted and
@@ -1785,16 +1852,16 @@ int load_image_folder(Dataset *ds, const char *dir, int C, int S, int skip_bad) 
         for (int i = 0; i < nfiles; i++) {
             char path[8192];
             snprintf(path, sizeof(path), "%s/%s", cdir, files[i]);
-            int w, h, ch;
-            uint8_t *img = stbi_load(path, &w, &h, &ch, C);
+            int w, h;
+            const char *why = NULL;
+            uint8_t *img = read_image(path, C, &w, &h, &why);
             if (img == NULL) {
                 ds->bad_images++;
                 if (!skip_bad) {
-                    status = data_fail("cannot read image '%s' (%s); remove it, or pass --skip-bad-images to train on the others",
-                                       path, stbi_failure_reason());
+                    status = data_fail("cannot read image '%s' (%s); remove it, or pass --skip-bad-images to train on the others", path, why);
                     break;
                 }
-                fprintf(stderr, "warning: skipping '%s': stb_image cannot read it (%s)\n", path, stbi_failure_reason());
+                fprintf(stderr, "warning: skipping '%s': stb_image cannot read it (%s)\n", path, why);
                 continue;
             }
             if (dataset_grow(ds, 1, C, S, 1) != 0) { stbi_image_free(img); status = -1; break; }
