@@ -1061,6 +1061,9 @@ static void test_batch_indices(void) {
 #define TINY_FLAGS "--data synthetic --synthetic-n 64 --no-final-eval --threads 1 --dim 16 --depth 1 --heads 2 " \
                    "--head_hidden 32 --bottleneck 16 --out_dim 32 --n_local 2 --batch 8 --drop_path 0.1"
 
+// The program under test: ./dino, or $DINO (make sanitize runs its sanitized build).
+static const char *dino_binary(void) { return getenv("DINO") != NULL ? getenv("DINO") : "./dino"; }
+
 static char *read_file(const char *path, size_t *size) {
     FILE *f = fopen(path, "rb");
     if (f == NULL) { *size = 0; return NULL; }
@@ -1077,7 +1080,7 @@ static char *read_file(const char *path, size_t *size) {
 static int run_dino(const char *pre, const char *args, char *err, size_t errsize, int *lines) {
     char cmd[8192], path[600];
     snprintf(path, sizeof(path), "%s/stderr.txt", tmpdir);
-    snprintf(cmd, sizeof(cmd), "%s ./dino %s > %s/stdout.txt 2> %s", pre, args, tmpdir, path);
+    snprintf(cmd, sizeof(cmd), "%s %s %s > %s/stdout.txt 2> %s", pre, dino_binary(), args, tmpdir, path);
     int status = system(cmd), rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     size_t n;
     char *text = read_file(path, &n);
@@ -1220,6 +1223,19 @@ static void test_bad_data(void) {
     write_bytes(path, "\xff\xd8\xff\xe0 not really a jpeg", 23);
     snprintf(args, sizeof(args), "train " TINY_FLAGS " --steps 2 --out %s/pictures_run --data %s", tmpdir, dir);
     expect_error("an image stb_image cannot decode", "", args, "broken.jpg");
+    // a JPEG whose Huffman table would make the system's stb_image 2.27 write past it
+    char evil[700], evil_dir[600];
+    snprintf(evil_dir, sizeof(evil_dir), "%s/evil", tmpdir);
+    mkdir(evil_dir, 0755);
+    snprintf(evil, sizeof(evil), "%s/evil/cat", tmpdir);
+    mkdir(evil, 0755);
+    snprintf(evil, sizeof(evil), "%s/evil/cat/huffman.jpg", tmpdir);
+    size_t evil_size;
+    char *evil_bytes = read_file("fuzz/regressions/image_folder/jpeg-dht-over-256-codes", &evil_size);
+    if (evil_bytes != NULL) write_bytes(evil, evil_bytes, evil_size);
+    free(evil_bytes);
+    snprintf(args, sizeof(args), "train " TINY_FLAGS " --steps 2 --out %s/evil_run --data %s", tmpdir, evil_dir);
+    expect_error("a JPEG with a Huffman table of more than 256 codes", "", args, "more than 256 codes");
     // ... and with --skip-bad-images the run trains on the other 10, naming the one it skips
     char err[2048];
     int lines;
@@ -1342,7 +1358,7 @@ static pid_t start_dino(const char *args, FILE **out) {
         dup2(fd[1], 1);
         close(fd[0]); close(fd[1]);
         char cmd[8192];
-        snprintf(cmd, sizeof(cmd), "exec ./dino %s 2>/dev/null", args);
+        snprintf(cmd, sizeof(cmd), "exec %s %s 2>/dev/null", dino_binary(), args);
         execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
         _exit(127);
     }
@@ -1512,6 +1528,7 @@ int main(void) {
     test_bad_checkpoints_and_outputs();
     test_divergence();
     test_kill_and_resume();
+    test_fuzz_regressions();
     char cmd[300];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
     if (system(cmd) != 0) printf("note: could not remove %s\n", tmpdir);
