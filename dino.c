@@ -1610,9 +1610,9 @@ void load_checkpoint(Dino *d, const char *path) {
 #pragma GCC diagnostic ignored "-Wunused-function"
 #pragma GCC diagnostic ignored "-Wsign-compare"
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-// Two formats stay off: stb_image 2.27 (Debian 12's libstb-dev) hangs for ever on a truncated
-// Radiance HDR file and misreads PNM headers and 16-bit PNM data (all fixed in stb_image
-// 2.28; fuzz/ found them). Neither is a format image data sets come in.
+// Two formats stay off: stb_image 2.27 (Debian 12's libstb-dev) misreads broken PNM headers
+// and 16-bit PNM data (fuzz/ found both) and loops for ever on a truncated run-length HDR
+// file (fixed, like the others, in stb_image 2.28). Neither is a format data sets come in.
 #define STBI_NO_HDR
 #define STBI_NO_PNM
 #define STB_IMAGE_IMPLEMENTATION
