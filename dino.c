@@ -1802,10 +1802,25 @@ static const char *jpeg_check(const uint8_t *p, size_t n) {
     return NULL;
 }
 
+// stb_image 2.27 also allocates whatever a PNG's IDAT chunk says it holds before reading it
+// (fuzz/ found a 219-byte file that asked for 1.4 GB; 2.28 caps it). As we hold the whole
+// file, a chunk that runs past its end is refused first. Returns NULL, or what is wrong.
+static const char *png_check(const uint8_t *p, size_t n) {
+    static const uint8_t signature[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n' };
+    if (n < 8 || memcmp(p, signature, 8) != 0) return NULL; // not a PNG
+    for (size_t i = 8; i + 8 <= n;) {
+        size_t len = (size_t)p[i] << 24 | (size_t)p[i + 1] << 16 | (size_t)p[i + 2] << 8 | p[i + 3];
+        if (len > n - i - 8) return "a PNG chunk longer than the rest of the file (truncated?)";
+        if (memcmp(p + i + 4, "IEND", 4) == 0) break;
+        i += 12 + len; // length, type, data, CRC
+    }
+    return NULL;
+}
+
 // Decodes one image file to C channels with stb_image; or returns NULL and says why. Besides
-// the JPEG check above, and both found by fuzz/: the file goes to stb_image only if its
-// header asks for at most max_image_pixels (a few bytes can ask for gigabytes), and an
-// image of 0 pixels, which stb_image returns for some broken headers, is refused.
+// the checks above, and both found by fuzz/: the file goes to stb_image only if its header
+// asks for at most max_image_pixels (a few bytes can ask for gigabytes), and an image of 0
+// pixels, which stb_image returns for some broken headers, is refused.
 static double max_image_pixels = 1e8; // 100 megapixels; fuzz/ lowers it so that every input decodes fast
 static uint8_t *read_image(const char *path, int C, int *w, int *h, const char **why) {
     FILE *f = fopen(path, "rb");
@@ -1818,6 +1833,7 @@ static uint8_t *read_image(const char *path, int C, int *w, int *h, const char *
     int channels;
     uint8_t *img = NULL;
     *why = n != (size_t)size ? "read failed" : jpeg_check(bytes, n);
+    if (*why == NULL) *why = png_check(bytes, n);
     static char too_large[96];
     if (*why == NULL && stbi_info_from_memory(bytes, (int)n, w, h, &channels) && (double)*w * *h > max_image_pixels) {
         snprintf(too_large, sizeof(too_large), "%d x %d pixels, more than %.0f megapixels", *w, *h, max_image_pixels / 1e6);
@@ -2731,7 +2747,9 @@ static int cmd_train(int argc, char **argv) {
     if (testp != NULL && (testp->labels == NULL || ds.labels == NULL)) { dataset_free(testp); testp = NULL; } // k-NN needs labels
     if (testp != NULL && (testp->C != ds.C)) die("test data has %d channels, training data %d", testp->C, ds.C);
     if (resume == NULL && !cfg_set[config_index("channels")]) cfg.channels = ds.C;
-    if (ds.C != cfg.channels) die("the data has %d channel(s) but the model expects %d (--channels)", ds.C, cfg.channels);
+    if (ds.C != cfg.channels)
+        die("the data has %d channel(s) but the model %s %d; %s", ds.C, resume ? "being resumed has" : "expects", cfg.channels,
+            resume ? "resume it with the data it was trained on" : "set --channels to match, or leave it out");
     if (ds.n < cfg.batch) die("the data set has %d images, fewer than one batch (--batch %d)", ds.n, cfg.batch);
     printf("data: %s, %d images %dx%dx%d%s", data, ds.n, ds.C, ds.S, ds.S, ds.labels ? ", labelled" : "");
     if (testp) printf("; test: %s, %d images", test_path ? test_path : data, testp->n);
@@ -2852,7 +2870,7 @@ static int cmd_knn(int argc, char **argv) {
     open_or_die(&tr, train_path, 0, test_path, &d.cfg, synthetic_n, 0);
     open_or_die(&te, test_path, is_dir(test_path) || strcmp(test_path, "synthetic") == 0, NULL, &d.cfg, synthetic_n, 0);
     if (tr.labels == NULL || te.labels == NULL) die("k-NN needs labels in both --train and --test");
-    if (tr.C != d.cfg.channels || te.C != d.cfg.channels) die("the data has %d channel(s), the model in '%s' %d; k-NN needs data like its training data", tr.C != d.cfg.channels ? tr.C : te.C, model, d.cfg.channels);
+    if (tr.C != d.cfg.channels || te.C != d.cfg.channels) die("the data has %d channel(s) but the model in '%s' has %d; k-NN needs data like its training data", tr.C != d.cfg.channels ? tr.C : te.C, model, d.cfg.channels);
     if (max_train > 0 && tr.n > max_train) tr.n = max_train;
     if (max_test > 0 && te.n > max_test) te.n = max_test;
     int ks[KNN_NK + 1], nk = KNN_NK, head = 1;

@@ -1312,6 +1312,8 @@ static void test_bad_checkpoints_and_outputs(void) {
     write_bytes(grey, lab, sizeof(lab));
     snprintf(args, sizeof(args), "knn --model %s --train %s/train-images-idx3-ubyte --test %s/train-images-idx3-ubyte", good, tmpdir, tmpdir);
     expect_error("k-NN of an RGB model on grey data", "", args, "channel");
+    snprintf(args, sizeof(args), "train " TINY_FLAGS " --resume %s --data %s/train-images-idx3-ubyte", good, tmpdir);
+    expect_error("resuming an RGB run on grey data", "", args, "resume it with the data it was trained on");
     // outputs that cannot be written
     snprintf(args, sizeof(args), "train " TINY_FLAGS " --steps 2 --out %s/notes.txt/run", tmpdir);
     expect_error("output directory inside a file", "", args, "choose another --out");
@@ -1416,7 +1418,7 @@ static int checkpoint_step(const char *path) {
 // from its last checkpoint must end with exactly the log and the checkpoint of a run that
 // was never interrupted.
 static void test_kill_and_resume(void) {
-    const int steps = 60;
+    const int steps = 80;
     char args[4096], ref_dir[600], ref_model[700], ref_log[700];
     snprintf(ref_dir, sizeof(ref_dir), "%s/uninterrupted", tmpdir);
     snprintf(ref_model, sizeof(ref_model), "%s/model.bin", ref_dir);
@@ -1434,7 +1436,7 @@ static void test_kill_and_resume(void) {
         snprintf(dir, sizeof(dir), "%s/killed_%d", tmpdir, i);
         snprintf(model, sizeof(model), "%s/model.bin", dir);
         snprintf(log, sizeof(log), "%s/log.csv", dir);
-        int at = 4 + rand() % 20, last; // the pipe lets the child run at most ~33 steps past it: it cannot finish
+        int at = 4 + rand() % 20, last; // the pipe lets the child run at most ~35 steps past it: it cannot finish
         snprintf(args, sizeof(args), "train " TINY_FLAGS " --steps %d --save-every 3 --log-every 1 --out %s", steps, dir);
         FILE *out;
         pid_t pid = start_dino(args, &out);
