@@ -2557,7 +2557,9 @@ static int parse_int(const char *flag, const char *text, long lo, long hi) {
     char *end;
     errno = 0;
     long v = strtol(text, &end, 10);
-    if (end == text || *end != '\0' || errno != 0) die("--%s expects an integer, got '%s'", flag, text);
+    if (end == text || *end != '\0') die("--%s expects an integer, got '%s'", flag, text);
+    if (errno == ERANGE || v < INT32_MIN || v > INT32_MAX) die("--%s %s is out of the range of an int", flag, text);
+    if (lo == 0 && v < 0) die("--%s must not be negative, got %ld", flag, v);
     if (v < lo || v > hi) die("--%s must be in [%ld, %ld], got %ld", flag, lo, hi, v);
     return (int)v;
 }
@@ -2614,6 +2616,8 @@ static int wants_help(int argc, char **argv) {
 }
 
 static void make_dirs(const char *path) {
+    if (path[0] == '\0') die("--out is empty; give the directory to write model.bin and log.csv in");
+    if (strlen(path) > 4000) die("--out is longer than 4000 characters; choose a shorter path");
     char p[4096];
     snprintf(p, sizeof(p), "%s", path);
     for (char *s = p + 1; *s; s++)

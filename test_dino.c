@@ -1126,7 +1126,7 @@ static void test_bad_command_lines(void) {
     expect_error("flag without its value", "", "train --data", "needs a value");
     expect_error("no --data", "", "train --steps 3", "needs --data");
     expect_error("non-numeric integer", "", "train --data synthetic --steps abc", "expects an integer");
-    expect_error("negative integer", "", "train --data synthetic --steps -5", "got -5");
+    expect_error("negative integer", "", "train --data synthetic --steps -5", "must not be negative");
     expect_error("zero steps", "", "train --data synthetic --steps 0", "--steps must be >= 1");
     expect_error("zero epochs", "", "train --data synthetic --epochs 0", "--epochs must be >= 1");
     expect_error("negative minutes", "", "train --data synthetic --minutes -1", "--minutes must be > 0");
@@ -1134,7 +1134,8 @@ static void test_bad_command_lines(void) {
     expect_error("non-numeric float", "", "train --data synthetic --lr 0.1x", "expects a number");
     expect_error("float out of range", "", "train --data synthetic --lr 1e50", "out of the range");
     expect_error("infinite float", "", "train --data synthetic --lr inf", "finite");
-    expect_error("integer out of range", "", "train --data synthetic --dim 99999999999", "--dim must be in");
+    expect_error("integer out of range", "", "train --data synthetic --dim 99999999999", "out of the range of an int");
+    expect_error("config integer out of its bounds", "", "train --data synthetic --dim 100000", "--dim must be in [1, 8192]");
     expect_error("zero log interval", "", "train --data synthetic --log-every 0", "--log-every");
     expect_error("zero k-NN temperature", "", "train --data synthetic --knn-temp 0", "--knn-temp");
     expect_error("absurd thread count", "", "train --data synthetic --threads 100000", "--threads");
@@ -1319,6 +1320,7 @@ static void test_bad_checkpoints_and_outputs(void) {
     expect_error("output directory inside a file", "", args, "choose another --out");
     snprintf(args, sizeof(args), "train " TINY_FLAGS " --steps 2 --out %s/notes.txt", tmpdir);
     expect_error("output path that is a file", "", args, "not a directory");
+    expect_error("empty output path", "", "train --data synthetic --out ''", "--out is empty");
     snprintf(args, sizeof(args), "train " TINY_FLAGS " --steps 2 --out %s", dir);
     expect_error("output directory that holds a run", "", args, "already holds a run");
     expect_error("crops to an unwritable file", "", "crops --data synthetic --output /nonexistent/dir/crops.png", "cannot write");
