@@ -9,14 +9,26 @@ directory first: that is also how a user's file reaches them.
 */
 #include <sys/types.h>
 
-// A directory of our own for the files the readers open, made once per process.
-static const char *fuzz_dir(void) {
-    static char dir[64] = "";
-    if (dir[0] == '\0') {
-        snprintf(dir, sizeof(dir), "/tmp/dino_fuzz_XXXXXX");
-        if (mkdtemp(dir) == NULL) die("fuzz: cannot make a temporary directory");
+// A directory of our own for the files the readers open, made once per process and
+// removed at exit with the files the functions below write into it.
+static char fuzz_dir_name[64] = "";
+static void fuzz_cleanup(void) {
+    const char *files[] = { "model.bin", "data_batch_1.bin", "train.bin", "train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                            "folder/class/image", "folder/class", "folder" };
+    char path[128];
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s", fuzz_dir_name, files[i]);
+        remove(path);
     }
-    return dir;
+    remove(fuzz_dir_name);
+}
+static const char *fuzz_dir(void) {
+    if (fuzz_dir_name[0] == '\0') {
+        snprintf(fuzz_dir_name, sizeof(fuzz_dir_name), "/tmp/dino_fuzz_XXXXXX");
+        if (mkdtemp(fuzz_dir_name) == NULL) die("fuzz: cannot make a temporary directory");
+        atexit(fuzz_cleanup);
+    }
+    return fuzz_dir_name;
 }
 
 static void fuzz_write(const char *path, const uint8_t *data, size_t size) {
