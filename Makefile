@@ -29,17 +29,18 @@ else
   endif
 endif
 
-.PHONY: all test train plot clean
+.PHONY: all test train plot clean sanitize fuzz valgrind
 
 all: dino
 
 dino: dino.c
 	$(CC) $(CFLAGS) -o $@ dino.c $(LDLIBS)
 
-test_dino: test_dino.c dino.c
+test_dino: test_dino.c dino.c fuzz/fuzz.h
 	$(CC) $(CFLAGS) -o $@ test_dino.c $(LDLIBS)
 
-# the tests also run ./dino as a command (attn, embed, linear), so it is built first
+# The tests also run ./dino as a child process (attn, embed, linear, bad command lines,
+# kill and resume), so it is built first.
 test: dino test_dino
 	./test_dino
 
@@ -77,5 +78,61 @@ plot:
 	@K=$$(od -An -t d4 -j 48 -N 4 "$(RUN)/model.bin" 2>/dev/null | tr -d ' '); \
 	gnuplot -e "run='$(RUN)'$${K:+; K=$$K}" data/plot.gp
 
+# make sanitize: the tests built with AddressSanitizer (with LeakSanitizer) and
+# UndefinedBehaviorSanitizer; any report fails the run. The tests run ./dino too, so it is
+# built the same way (DINO=./dino_san). -O1 keeps the stack traces readable. Shifts of
+# negative values are recoverable only so that .ci/ubsan.supp can name the one known case
+# (halt_on_error stops on every other).
+SAN_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined -fsanitize-recover=shift-base
+SAN_CFLAGS = $(filter-out -O3,$(CFLAGS)) $(SAN_FLAGS)
+sanitize:
+	$(CC) $(SAN_CFLAGS) -o dino_san dino.c $(LDLIBS)
+	$(CC) $(SAN_CFLAGS) -o test_dino_san test_dino.c $(LDLIBS)
+	DINO=./dino_san UBSAN_OPTIONS=suppressions=.ci/ubsan.supp:halt_on_error=1:print_stacktrace=1 ./test_dino_san
+
+# make fuzz: libFuzzer targets for the readers of files a user hands to dino.c (fuzz/*.c:
+# checkpoints, CIFAR, IDX, image folders), each run for FUZZ_SECONDS on a seed corpus that
+# fuzz/make_seeds.c writes to fuzz/corpus/. libFuzzer comes with clang (Debian: clang). A
+# crash leaves its input in fuzz/crashes/; once fixed, move it to fuzz/regressions/<target>/,
+# where make test replays it.
+FUZZ_SECONDS ?= 60
+FUZZ_CC ?= clang
+FUZZ_TARGETS = checkpoint cifar idx image_folder
+FUZZ_FLAGS = -g -O1 -Wno-pass-failed -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -fopenmp-simd -I$(STB_INCLUDE)
+fuzz:
+	@echo 'int LLVMFuzzerTestOneInput(const unsigned char *d, unsigned long n) { return 0; }' | \
+	  $(FUZZ_CC) -fsanitize=fuzzer -x c - -o /dev/null >/dev/null 2>&1 || \
+	  { echo "make fuzz needs clang with libFuzzer ($(FUZZ_CC) -fsanitize=fuzzer failed); Debian: apt-get install clang"; exit 1; }
+	$(CC) -O1 -g -fopenmp-simd -I$(STB_INCLUDE) -o fuzz/make_seeds fuzz/make_seeds.c $(LDLIBS)
+	./fuzz/make_seeds fuzz/corpus
+	mkdir -p fuzz/crashes
+	@status=0; for t in $(FUZZ_TARGETS); do \
+	  echo "== fuzz_$$t for $(FUZZ_SECONDS) s (log: fuzz/fuzz_$$t.log)"; \
+	  $(FUZZ_CC) $(FUZZ_FLAGS) -o fuzz/fuzz_$$t fuzz/fuzz_$$t.c $(LDLIBS) || exit 1; \
+	  if ./fuzz/fuzz_$$t fuzz/corpus/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=16384 -timeout=10 -close_fd_mask=2 \
+	       -artifact_prefix=fuzz/crashes/$$t- -print_final_stats=1 > fuzz/fuzz_$$t.log 2>&1; then \
+	    grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss_mb)' fuzz/fuzz_$$t.log; \
+	  else \
+	    grep -E 'ERROR|SUMMARY|runtime error|Test unit written' fuzz/fuzz_$$t.log; \
+	    echo "fuzz_$$t FOUND A PROBLEM: the input is in fuzz/crashes/, the report in fuzz/fuzz_$$t.log"; status=1; \
+	  fi; \
+	done; exit $$status
+
+# make valgrind: memcheck on a short training run (k-NN at start and end included), its
+# resume and a k-NN evaluation of the checkpoint; any error or leak fails. Built without
+# -march=native, whose AVX-512 instructions valgrind does not know. One thread: libgomp
+# never joins its worker threads, and memcheck counts their thread-local blocks as
+# "possibly lost".
+VALGRIND = valgrind --leak-check=full --show-leak-kinds=definite,indirect,possible --errors-for-leak-kinds=definite,indirect,possible --error-exitcode=1
+VG_RUN = --data synthetic --synthetic-n 64 --threads 1 --dim 16 --depth 1 --heads 2 --head_hidden 32 --bottleneck 16 --out_dim 32 --n_local 2 --batch 8
+valgrind:
+	$(CC) $(filter-out -O3 -march=native,$(CFLAGS)) -O2 -g -o dino_vg dino.c $(LDLIBS)
+	@set -e; out=$$(mktemp -d); \
+	echo "== train"; $(VALGRIND) ./dino_vg train $(VG_RUN) --steps 6 --save-every 3 --eval-every 4 --out $$out/run; \
+	echo "== resume"; $(VALGRIND) ./dino_vg train $(VG_RUN) --no-final-eval --resume $$out/run/model.bin --steps 8; \
+	echo "== knn"; OMP_NUM_THREADS=1 $(VALGRIND) ./dino_vg knn --model $$out/run/model.bin --train synthetic --test synthetic --synthetic-n 64 --baseline; \
+	rm -rf $$out
+
 clean:
-	rm -f dino test_dino test_checkpoint.bin test_checkpoint.bin.tmp
+	rm -f dino test_dino test_checkpoint.bin test_checkpoint.bin.tmp dino_san test_dino_san dino_vg
+	rm -f fuzz/make_seeds $(addprefix fuzz/fuzz_,$(FUZZ_TARGETS))

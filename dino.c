@@ -63,7 +63,35 @@ static void die(const char *fmt, ...) {
     exit(1);
 }
 
+// Readers of files (data sets, checkpoints) do not exit: they return -1 and leave one line
+// in data_error saying what is wrong with the file, so that the tests and the fuzzers
+// (fuzz/) can feed them anything. The command line prints it with die().
+static char data_error[1024];
+static int data_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int data_fail(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(data_error, sizeof(data_error), fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+// The size of an open file in bytes (-1 if it cannot be measured, e.g. a pipe); rewinds it.
+static long file_size(FILE *f) {
+    if (fseek(f, 0, SEEK_END) != 0) return -1;
+    long n = ftell(f);
+    if (fseek(f, 0, SEEK_SET) != 0) return -1;
+    return n;
+}
+
+// Bytes asked of mallocCheck and callocCheck so far (never decreased): dino_build compares
+// what a model asked for with the machine's memory, because Linux grants almost any request
+// and the out-of-memory killer would end the run later without a word. (Nothing allocates
+// inside a parallel loop, so a plain counter will do.)
+static size_t bytes_requested = 0;
+
 static void *malloc_check(size_t size, const char *file, int line) {
+    bytes_requested += size;
     void *p = malloc(size > 0 ? size : 1);
     if (p == NULL) die("out of memory allocating %zu bytes [%s:%d]; try a smaller --batch or model", size, file, line);
     return p;
@@ -71,6 +99,7 @@ static void *malloc_check(size_t size, const char *file, int line) {
 #define mallocCheck(size) malloc_check(size, __FILE__, __LINE__)
 
 static void *calloc_check(size_t n, size_t size, const char *file, int line) {
+    bytes_requested += n * size;
     void *p = calloc(n > 0 ? n : 1, size > 0 ? size : 1);
     if (p == NULL) die("out of memory allocating %zu x %zu bytes [%s:%d]; try a smaller --batch or model", n, size, file, line);
     return p;
@@ -81,6 +110,12 @@ static double now_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+// Is every one of n floats finite (no NaN, no infinity)?
+static int all_finite(const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) if (!isfinite(x[i])) return 0;
+    return 1;
 }
 
 // A small seeded RNG: splitmix64. One 64-bit state, cheap to save in a checkpoint and
@@ -766,40 +801,59 @@ Config default_config(void) {
     return c;
 }
 
-// Returns NULL when the config can work, else a message saying what is wrong.
+// Returns NULL when the config can work, else a message saying what is wrong, in terms of
+// the flags that set it. The upper bounds are far beyond what a CPU trains in a day; they
+// keep every size product inside an int and the attention's per-thread scratch (a T x T
+// matrix on the stack of attention_backward) inside a default 8 MB stack.
 const char *config_error(const Config *c) {
     static char msg[256];
     #define CHECK(cond, ...) do { if (!(cond)) { snprintf(msg, sizeof(msg), __VA_ARGS__); return msg; } } while (0)
-    CHECK(c->channels == 1 || c->channels == 3, "channels must be 1 or 3, got %d", c->channels);
-    CHECK(c->patch >= 1, "patch must be >= 1, got %d", c->patch);
-    CHECK(c->img_size >= c->patch && c->img_size % c->patch == 0, "img_size %d is not a multiple of patch %d", c->img_size, c->patch);
-    CHECK(c->n_local >= 0, "n_local must be >= 0, got %d", c->n_local);
-    CHECK(c->n_local == 0 || (c->local_size >= c->patch && c->local_size % c->patch == 0),
-          "local_size %d is not a multiple of patch %d", c->local_size, c->patch);
-    CHECK(c->dim >= 1 && c->heads >= 1 && c->dim % c->heads == 0, "dim %d is not divisible by heads %d", c->dim, c->heads);
-    CHECK(c->depth >= 1, "depth must be >= 1, got %d", c->depth);
-    CHECK(c->mlp_ratio >= 1, "mlp_ratio must be >= 1, got %d", c->mlp_ratio);
-    CHECK(c->head_hidden >= 1 && c->bottleneck >= 1, "head_hidden and bottleneck must be >= 1");
-    CHECK(c->out_dim >= 2, "out_dim (K) must be >= 2, got %d", c->out_dim);
-    CHECK(c->batch >= 1, "batch must be >= 1, got %d", c->batch);
-    CHECK(c->drop_path >= 0.0f && c->drop_path < 1.0f, "drop_path must be in [0, 1), got %g", c->drop_path);
-    CHECK(c->student_temp > 0.0f && c->teacher_temp > 0.0f && c->warmup_teacher_temp > 0.0f, "temperatures must be > 0");
-    CHECK(c->center_momentum >= 0.0f && c->center_momentum <= 1.0f, "center_momentum must be in [0, 1], got %g", c->center_momentum);
-    CHECK(c->center == 0 || c->center == 1, "center must be 1 (on) or 0 (off), got %d", c->center);
-    CHECK(c->momentum_teacher >= 0.0f && c->momentum_teacher <= 1.0f, "momentum_teacher must be in [0, 1], got %g", c->momentum_teacher);
-    CHECK(c->epochs >= 1 && c->steps_per_epoch >= 1, "epochs and steps_per_epoch must be >= 1");
-    CHECK(c->warmup_epochs >= 0 && c->warmup_epochs <= c->epochs, "warmup_epochs %d must be in [0, epochs=%d]", c->warmup_epochs, c->epochs);
-    CHECK(c->warmup_teacher_temp_epochs >= 0, "warmup_teacher_temp_epochs must be >= 0");
-    CHECK(c->lr >= 0.0f && c->min_lr >= 0.0f, "learning rates must be >= 0");
-    CHECK(c->weight_decay >= 0.0f && c->weight_decay_end >= 0.0f, "weight decay must be >= 0");
-    CHECK(c->clip_grad >= 0.0f, "clip_grad must be >= 0 (0 = off), got %g", c->clip_grad);
-    CHECK(c->freeze_last_layer >= 0, "freeze_last_layer must be >= 0");
-    CHECK(c->total_steps >= 0, "total_steps must be >= 0 (0 = epochs * steps_per_epoch)");
-    CHECK(c->global_scale_min > 0.0f && c->global_scale_min <= 1.0f, "global_scale_min must be in (0, 1], got %g", c->global_scale_min);
+    for (int i = 0; i < NUM_CONFIG_FIELDS; i++)
+        if (config_fields[i].is_float) {
+            float v;
+            memcpy(&v, (const char *)c + config_fields[i].offset, sizeof(v));
+            CHECK(isfinite(v), "--%s must be a finite number, got %g", config_fields[i].name, v);
+        }
+    CHECK(c->channels == 1 || c->channels == 3, "--channels must be 1 or 3, got %d", c->channels);
+    CHECK(c->img_size >= 1 && c->img_size <= 4096, "--img_size must be in [1, 4096], got %d", c->img_size);
+    CHECK(c->patch >= 1 && c->patch <= c->img_size, "--patch must be in [1, img_size=%d], got %d", c->img_size, c->patch);
+    CHECK(c->img_size % c->patch == 0, "--img_size %d is not a multiple of --patch %d", c->img_size, c->patch);
+    CHECK(c->img_size / c->patch <= 32, "--img_size %d / --patch %d gives %d x %d patches, more than the 32 x 32 dino.c allows; use a larger --patch",
+          c->img_size, c->patch, c->img_size / c->patch, c->img_size / c->patch);
+    CHECK(c->n_local >= 0 && c->n_local <= 64, "--n_local must be in [0, 64], got %d", c->n_local);
+    CHECK(c->n_local == 0 || (c->local_size >= c->patch && c->local_size <= c->img_size && c->local_size % c->patch == 0),
+          "--local_size %d must be a multiple of --patch %d and at most --img_size %d", c->local_size, c->patch, c->img_size);
+    CHECK(c->dim >= 1 && c->dim <= 8192, "--dim must be in [1, 8192], got %d", c->dim);
+    CHECK(c->heads >= 1 && c->dim % c->heads == 0, "--dim %d is not divisible by --heads %d", c->dim, c->heads);
+    CHECK(c->depth >= 1 && c->depth <= 256, "--depth must be in [1, 256], got %d", c->depth);
+    CHECK(c->mlp_ratio >= 1 && c->mlp_ratio <= 64, "--mlp_ratio must be in [1, 64], got %d", c->mlp_ratio);
+    CHECK(c->head_hidden >= 1 && c->head_hidden <= 65536, "--head_hidden must be in [1, 65536], got %d", c->head_hidden);
+    CHECK(c->bottleneck >= 1 && c->bottleneck <= 65536, "--bottleneck must be in [1, 65536], got %d", c->bottleneck);
+    CHECK(c->out_dim >= 2 && c->out_dim <= 1048576, "--out_dim (K) must be in [2, 1048576], got %d", c->out_dim);
+    CHECK(c->batch >= 1 && c->batch <= 65536, "--batch must be in [1, 65536], got %d", c->batch);
+    double tokens = (double)(c->img_size / c->patch) * (c->img_size / c->patch) + 1;
+    CHECK((2.0 + c->n_local) * c->batch * tokens * c->dim < INT32_MAX, "--batch %d x %d crops x %.0f tokens x --dim %d is too large; "
+          "use a smaller --batch or model", c->batch, 2 + c->n_local, tokens, c->dim);
+    CHECK(c->drop_path >= 0.0f && c->drop_path < 1.0f, "--drop_path must be in [0, 1), got %g", c->drop_path);
+    CHECK(c->student_temp > 0.0f && c->teacher_temp > 0.0f && c->warmup_teacher_temp > 0.0f,
+          "temperatures (--student_temp, --teacher_temp, --warmup_teacher_temp) must be > 0");
+    CHECK(c->center_momentum >= 0.0f && c->center_momentum <= 1.0f, "--center_momentum must be in [0, 1], got %g", c->center_momentum);
+    CHECK(c->center == 0 || c->center == 1, "--center must be 1 (on) or 0 (off), got %d", c->center);
+    CHECK(c->momentum_teacher >= 0.0f && c->momentum_teacher <= 1.0f, "--momentum_teacher must be in [0, 1], got %g", c->momentum_teacher);
+    CHECK(c->epochs >= 1 && c->steps_per_epoch >= 1, "--epochs and --steps_per_epoch must be >= 1");
+    CHECK((double)c->epochs * c->steps_per_epoch <= INT32_MAX, "--epochs %d x --steps_per_epoch %d is more than 2^31 steps", c->epochs, c->steps_per_epoch);
+    CHECK(c->warmup_epochs >= 0 && c->warmup_epochs <= c->epochs, "--warmup_epochs %d must be in [0, epochs=%d]", c->warmup_epochs, c->epochs);
+    CHECK(c->warmup_teacher_temp_epochs >= 0, "--warmup_teacher_temp_epochs must be >= 0");
+    CHECK(c->lr >= 0.0f && c->min_lr >= 0.0f, "learning rates (--lr, --min_lr) must be >= 0");
+    CHECK(c->weight_decay >= 0.0f && c->weight_decay_end >= 0.0f, "weight decay (--weight_decay, --weight_decay_end) must be >= 0");
+    CHECK(c->clip_grad >= 0.0f, "--clip_grad must be >= 0 (0 = off), got %g", c->clip_grad);
+    CHECK(c->freeze_last_layer >= 0, "--freeze_last_layer must be >= 0");
+    CHECK(c->total_steps >= 0, "--total_steps must be >= 0 (0 = epochs * steps_per_epoch)");
+    CHECK(c->global_scale_min > 0.0f && c->global_scale_min <= 1.0f, "--global_scale_min must be in (0, 1], got %g", c->global_scale_min);
     CHECK(c->local_scale_min > 0.0f && c->local_scale_min <= c->local_scale_max && c->local_scale_max <= 1.0f,
-          "local crop scales need 0 < local_scale_min <= local_scale_max <= 1, got %g, %g", c->local_scale_min, c->local_scale_max);
+          "local crop scales need 0 < --local_scale_min <= --local_scale_max <= 1, got %g, %g", c->local_scale_min, c->local_scale_max);
     for (int i = 0; i < c->channels; i++)
-        CHECK(c->std[i] > 0.0f && isfinite(c->mean[i]), "pixel std must be > 0 (channel %d has %g)", i, c->std[i]);
+        CHECK(c->std[i] > 0.0f, "pixel std must be > 0 (channel %d has %g)", i, c->std[i]);
     #undef CHECK
     return NULL;
 }
@@ -1188,6 +1242,7 @@ void dino_build(Dino *d, const Config *cfg) {
     memset(d, 0, sizeof(*d));
     d->cfg = *cfg;
     const Config *c = &d->cfg;
+    size_t bytes_before = bytes_requested;
     fill_param_sizes(d->param_sizes, c);
     for (int i = 0; i < NUM_PARAM_TENSORS; i++) d->num_params += d->param_sizes[i];
     size_t n = d->num_params;
@@ -1200,9 +1255,6 @@ void dino_build(Dino *d, const Config *cfg) {
     point_parameters(&d->g, d->grads, d->param_sizes);
     point_parameters(&d->t, d->teacher, d->param_sizes);
     d->center = (float *)callocCheck(c->out_dim, sizeof(float)); // the center starts at zero
-    d->rng.state = (uint64_t)(uint32_t)c->seed * 0x9E3779B97F4A7C15ull + 1;
-    init_parameters(&d->p, d->param_sizes, c, &d->rng);
-    memcpy(d->teacher, d->params, n * sizeof(float)); // teacher = exact copy of the student
 
     int B = c->batch, D = c->dim, K = c->out_dim;
     d->RS = (2 + c->n_local) * B;
@@ -1236,6 +1288,15 @@ void dino_build(Dino *d, const Config *cfg) {
     d->hw.dh1 = (float *)mallocCheck((size_t)d->RS * c->head_hidden * sizeof(float));
     d->hw.dh2 = (float *)mallocCheck((size_t)d->RS * c->head_hidden * sizeof(float));
     d->hw.dwn = (float *)mallocCheck((size_t)K * c->bottleneck * sizeof(float));
+    // nothing has been written to yet (Linux hands out memory on first touch), so this is the
+    // moment to say that it will not fit
+    double need = (double)(bytes_requested - bytes_before), have = (double)sysconf(_SC_PHYS_PAGES) * sysconf(_SC_PAGE_SIZE);
+    if (have > 0 && need > have)
+        die("this model needs %.1f GB for its parameters and activations, more than the %.1f GB of memory of this machine; "
+            "use a smaller --batch or model", need / 1e9, have / 1e9);
+    d->rng.state = (uint64_t)(uint32_t)c->seed * 0x9E3779B97F4A7C15ull + 1;
+    init_parameters(&d->p, d->param_sizes, c, &d->rng);
+    memcpy(d->teacher, d->params, n * sizeof(float)); // teacher = exact copy of the student
 }
 
 void dino_free(Dino *d) {
@@ -1470,54 +1531,102 @@ void save_checkpoint(const Dino *d, const char *path) {
           && fflush(f) == 0 && fsync(fileno(f)) == 0;
     int err = errno;
     if (fclose(f) != 0 && ok) { ok = 0; err = errno; }
-    if (!ok) { remove(tmp); die("writing checkpoint '%s' failed: %s (disk full?); the previous checkpoint is untouched", tmp, strerror(err)); }
+    if (!ok) {
+        remove(tmp);
+        die("writing checkpoint '%s' failed: %s (disk full?); the previous checkpoint is untouched: free some space, then "
+            "continue with --resume %s", tmp, strerror(err), path);
+    }
     if (rename(tmp, path) != 0) { err = errno; remove(tmp); die("cannot rename '%s' to '%s': %s", tmp, path, strerror(err)); }
 }
 
-// Reads a checkpoint into a freshly built Dino (its config comes from the file).
-void load_checkpoint(Dino *d, const char *path) {
+// Reads a checkpoint into d, building the model its header describes. Everything is checked
+// before anything is allocated: the magic, the version, a config that can work, the state,
+// and the file's size against the size that config implies. So a truncated or corrupt
+// file is refused with what is wrong with it, and a corrupt header cannot make us allocate
+// whatever it says. Returns 0, or -1 with the reason in data_error (d is then not built).
+int checkpoint_read(Dino *d, const char *path) {
     FILE *f = fopen(path, "rb");
-    if (f == NULL) die("cannot open checkpoint '%s': %s", path, strerror(errno));
+    if (f == NULL) return data_fail("cannot open checkpoint '%s': %s; a run writes it as DIR/model.bin", path, strerror(errno));
     int32_t h[CKPT_HEADER];
-    if (fread(h, sizeof(int32_t), CKPT_HEADER, f) != CKPT_HEADER) die("checkpoint '%s' is truncated (no complete header)", path);
-    if (h[0] != CKPT_MAGIC) die("'%s' is not a dino.c checkpoint (wrong magic %d)", path, h[0]);
-    if (h[1] != CKPT_VERSION) die("checkpoint '%s' has version %d; this dino.c reads version %d", path, h[1], CKPT_VERSION);
+    long size = file_size(f);
+    if (size < CKPT_HEADER * 4 || fread(h, sizeof(int32_t), CKPT_HEADER, f) != CKPT_HEADER) {
+        fclose(f);
+        return data_fail("checkpoint '%s' is truncated: %ld bytes, less than its %d-byte header; use an earlier copy", path, size, CKPT_HEADER * 4);
+    }
+    if (h[0] != CKPT_MAGIC) {
+        fclose(f);
+        return data_fail("'%s' is not a dino.c checkpoint (magic %d, expected %d); pass the model.bin a run wrote", path, h[0], CKPT_MAGIC);
+    }
+    if (h[1] != CKPT_VERSION) {
+        fclose(f);
+        return data_fail("checkpoint '%s' has version %d, this dino.c reads version %d; use the dino.c that wrote it", path, h[1], CKPT_VERSION);
+    }
+    const char *bad = NULL; // what is wrong with the header, if anything
     // config fields are only ever appended: a checkpoint from before a field existed has
     // fewer, and the missing ones keep their defaults (e.g. center = 1)
-    if (h[2] < CKPT_MIN_FIELDS || h[2] > NUM_CONFIG_FIELDS)
-        die("checkpoint '%s' has %d config fields, expected %d to %d: corrupt header", path, h[2], CKPT_MIN_FIELDS, NUM_CONFIG_FIELDS);
     Config c = default_config();
-    for (int i = 0; i < h[2]; i++) memcpy((char *)&c + config_fields[i].offset, &h[3 + i], 4);
-    const char *err = config_error(&c);
-    if (err != NULL) die("checkpoint '%s' holds a config that cannot work (%s): corrupt header", path, err);
+    if (h[2] < CKPT_MIN_FIELDS || h[2] > NUM_CONFIG_FIELDS) bad = "the number of config fields";
+    else {
+        for (int i = 0; i < h[2]; i++) memcpy((char *)&c + config_fields[i].offset, &h[3 + i], 4);
+        bad = config_error(&c);
+    }
+    if (bad == NULL && (h[CKPT_STATE + 0] < 0 || h[CKPT_STATE + 1] < 0 || h[CKPT_STATE + 2] < 0 || h[CKPT_STATE + 2] > h[CKPT_STATE + 1]))
+        bad = "the step counts";
+    if (bad != NULL) { fclose(f); return data_fail("checkpoint '%s' has a corrupt header (%s); use an earlier copy", path, bad); }
+    // its size, from the config alone
+    size_t sizes[NUM_PARAM_TENSORS], n = 0, K = c.out_dim;
+    fill_param_sizes(sizes, &c);
+    for (int i = 0; i < NUM_PARAM_TENSORS; i++) n += sizes[i];
+    uint64_t n_header = (uint64_t)(uint32_t)h[CKPT_STATE + 5] | ((uint64_t)(uint32_t)h[CKPT_STATE + 6] << 32);
+    if (n_header != n) {
+        fclose(f);
+        return data_fail("checkpoint '%s' has a corrupt header (%llu parameters, its config makes %zu); use an earlier copy", path, (unsigned long long)n_header, n);
+    }
+    double expected = CKPT_HEADER * 4.0 + (4.0 * n + K) * 4.0;
+    if ((double)size != expected) {
+        fclose(f);
+        return data_fail("checkpoint '%s' holds %ld bytes, its header promises %.0f: %s; use an earlier copy", path, size, expected,
+                         size < expected ? "truncated (copied while it was being written?)" : "corrupt, or not a dino.c checkpoint");
+    }
     dino_build(d, &c);
-    uint64_t n = (uint64_t)(uint32_t)h[CKPT_STATE + 5] | ((uint64_t)(uint32_t)h[CKPT_STATE + 6] << 32);
-    if (n != d->num_params) die("checkpoint '%s' says %llu parameters, its config makes %zu: corrupt header", path, (unsigned long long)n, d->num_params);
     d->step = h[CKPT_STATE + 0];
     d->adam_steps = h[CKPT_STATE + 1];
     d->adam_steps_last = h[CKPT_STATE + 2];
     d->rng.state = (uint64_t)(uint32_t)h[CKPT_STATE + 3] | ((uint64_t)(uint32_t)h[CKPT_STATE + 4] << 32);
-    size_t K = d->cfg.out_dim;
     int ok = fread(d->params, sizeof(float), n, f) == n && fread(d->teacher, sizeof(float), n, f) == n
           && fread(d->adam_m, sizeof(float), n, f) == n && fread(d->adam_v, sizeof(float), n, f) == n
           && fread(d->center, sizeof(float), K, f) == K;
-    if (!ok) die("checkpoint '%s' is truncated (expected %zu bytes)", path, CKPT_HEADER * 4 + (4 * n + K) * 4);
-    if (fgetc(f) != EOF) die("checkpoint '%s' is longer than its header says: corrupt or not a dino.c checkpoint", path);
     fclose(f);
+    if (!ok) { dino_free(d); return data_fail("checkpoint '%s': read failed (did it change while being read?)", path); }
+    // training never saves a non-finite state (train_loop stops first), so this is corruption
+    if (!all_finite(d->params, n) || !all_finite(d->teacher, n) || !all_finite(d->adam_m, n) || !all_finite(d->adam_v, n) || !all_finite(d->center, K)) {
+        dino_free(d);
+        return data_fail("checkpoint '%s' holds non-finite numbers: it is corrupt; use an earlier copy", path);
+    }
+    return 0;
 }
 
+// The same for the command line: a bad checkpoint ends the program with the reason.
+void load_checkpoint(Dino *d, const char *path) {
+    if (checkpoint_read(d, path) != 0) die("%s", data_error);
+}
 
 // ----------------------------------------------------------------------------
 // 6. data sets
 //
 // Every data set is held in memory as 8-bit pixels (n, C, S, S) plus labels when it has
-// them. Loaders do not exit: they return 0, or -1 with a message in data_error, so the
-// tests (and fuzzers) can feed them anything.
+// them. Loaders do not exit: they return 0, or -1 with a message in data_error (see
+// data_fail), so the tests (and fuzzers) can feed them anything.
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-function"
 #pragma GCC diagnostic ignored "-Wsign-compare"
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+// Two formats stay off: stb_image 2.27 (Debian 12's libstb-dev) misreads broken PNM headers
+// and 16-bit PNM data (fuzz/ found both) and loops for ever on a truncated run-length HDR
+// file (fixed, like the others, in stb_image 2.28). Neither is a format data sets come in.
+#define STBI_NO_HDR
+#define STBI_NO_PNM
 #define STB_IMAGE_IMPLEMENTATION
 #include <stb/stb_image.h>
 #define STB_IMAGE_RESIZE_IMPLEMENTATION
@@ -1537,16 +1646,6 @@ typedef struct {
     int nclasses;
     int bad_images;   // image-folder files stb_image could not read (skipped only on request)
 } Dataset;
-
-static char data_error[1024];
-static int data_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int data_fail(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(data_error, sizeof(data_error), fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 void dataset_free(Dataset *ds) { free(ds->pixels); free(ds->labels); memset(ds, 0, sizeof(*ds)); }
 
@@ -1568,13 +1667,6 @@ static int dataset_grow(Dataset *ds, size_t more, int C, int S, int labelled) {
     return 0;
 }
 
-static long file_size(FILE *f) {
-    if (fseek(f, 0, SEEK_END) != 0) return -1;
-    long n = ftell(f);
-    if (fseek(f, 0, SEEK_SET) != 0) return -1;
-    return n;
-}
-
 // CIFAR-10 and CIFAR-100 binary: records of label byte(s) then 3072 pixel bytes (the
 // 32x32 red plane, then green, then blue). CIFAR-100 has 2 label bytes: coarse, fine;
 // we use the fine label.
@@ -1586,7 +1678,7 @@ int load_cifar_file(Dataset *ds, const char *path, int label_bytes) {
     long size = file_size(f);
     if (size <= 0 || size % rec != 0) {
         fclose(f);
-        return data_fail("'%s' is not a CIFAR-%d binary file: its size %ld is not a multiple of %zu bytes (truncated?)", path, nclasses, size, rec);
+        return data_fail("'%s' is not a CIFAR-%d binary file: its size %ld is not a multiple of %zu bytes (truncated?); download it again", path, nclasses, size, rec);
     }
     size_t n = size / rec;
     if (dataset_grow(ds, n, 3, 32, 1) != 0) { fclose(f); return -1; }
@@ -1594,7 +1686,7 @@ int load_cifar_file(Dataset *ds, const char *path, int label_bytes) {
     for (size_t i = 0; i < n; i++) {
         if (fread(buf, 1, rec, f) != rec) { fclose(f); return data_fail("'%s': read failed at record %zu", path, i); }
         int label = buf[label_bytes - 1];
-        if (label >= nclasses) { fclose(f); return data_fail("'%s': record %zu has label %d, not a CIFAR-%d file", path, i, label, nclasses); }
+        if (label >= nclasses) { fclose(f); return data_fail("'%s': record %zu has label %d, so it is not a CIFAR-%d file (corrupt? CIFAR-100 files must be named train.bin / test.bin)", path, i, label, nclasses); }
         ds->labels[ds->n] = label;
         memcpy(ds->pixels + (size_t)ds->n * 3072, buf + label_bytes, 3072);
         ds->n++;
@@ -1624,7 +1716,7 @@ int load_idx(Dataset *ds, const char *images_path, const char *labels_path) {
     }
     if (size != 16 + (long)n * rows * cols) {
         fclose(f);
-        return data_fail("'%s' holds %ld bytes, its header promises %ld: truncated or corrupt", images_path, size, 16 + (long)n * rows * cols);
+        return data_fail("'%s' holds %ld bytes, its header promises %ld: truncated or corrupt; download it again", images_path, size, 16 + (long)n * rows * cols);
     }
     int base = ds->n;
     if (dataset_grow(ds, n, 1, rows, labels_path != NULL) != 0) { fclose(f); return -1; }
@@ -1638,7 +1730,7 @@ int load_idx(Dataset *ds, const char *images_path, const char *labels_path) {
         if (fread(h, 1, 8, f) != 8 || read_be32(h) != 0x801) { fclose(f); return data_fail("'%s' is not an IDX label file (magic 0x00000801)", labels_path); }
         if (read_be32(h + 4) != n || size != 8 + (long)n) {
             fclose(f);
-            return data_fail("'%s' has %u labels (%ld bytes) for %u images", labels_path, read_be32(h + 4), size, n);
+            return data_fail("'%s' has %u labels (%ld bytes) for %u images: truncated, or not the labels of those images", labels_path, read_be32(h + 4), size, n);
         }
         uint8_t *lab = (uint8_t *)mallocCheck(n);
         size_t got = fread(lab, 1, n, f);
@@ -1690,6 +1782,84 @@ static void center_square_resize(uint8_t *out /* (C, S, S) */, const uint8_t *im
     free(tmp);
 }
 
+// stb_image 2.27 (Debian 12's libstb-dev) writes past a Huffman table when a JPEG's DHT
+// segment declares more than 256 codes (nothings/stb#1289, fixed in stb_image 2.28; fuzz/
+// found it). So we walk a JPEG's segments first, the way stb_image does, and refuse such a
+// file. Returns NULL, or what is wrong with the file.
+static const char *jpeg_check(const uint8_t *p, size_t n) {
+    if (n < 2 || p[0] != 0xFF) return NULL;    // not a JPEG
+    size_t i = 1;
+    while (i < n && p[i] == 0xFF) i++;          // stb_image allows fill bytes before SOI
+    if (i >= n || p[i] != 0xD8) return NULL;    // not a JPEG
+    i++;
+    while (i + 1 < n) {
+        if (p[i] != 0xFF || p[i + 1] == 0xFF) { i++; continue; } // entropy-coded data, junk, fill bytes
+        int m = p[i + 1];
+        i += 2;
+        if (m == 0x00 || m == 0x01 || (m >= 0xD0 && m <= 0xD8)) continue; // a stuffed 0xFF, TEM, RSTn, SOI: no length
+        if (m == 0xD9 || i + 2 > n) break;                                // EOI
+        size_t len = (size_t)p[i] << 8 | p[i + 1];
+        if (m == 0xC4) { // DHT: tables of 1 byte (class, id), 16 code counts, then the codes
+            long left = (long)len - 2;
+            for (size_t t = i + 2; left > 0;) {
+                int codes = 0;
+                for (size_t k = t + 1; k < t + 17; k++) codes += k < n ? p[k] : 0;
+                if (codes > 256) return "a JPEG Huffman table of more than 256 codes";
+                t += 17 + codes;
+                left -= 17 + codes;
+            }
+        }
+        i += len;
+    }
+    return NULL;
+}
+
+// stb_image 2.27 also allocates whatever a PNG's IDAT chunk says it holds before reading it
+// (fuzz/ found a 219-byte file that asked for 1.4 GB; 2.28 caps it). As we hold the whole
+// file, a chunk that runs past its end is refused first. Returns NULL, or what is wrong.
+static const char *png_check(const uint8_t *p, size_t n) {
+    static const uint8_t signature[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n' };
+    if (n < 8 || memcmp(p, signature, 8) != 0) return NULL; // not a PNG
+    for (size_t i = 8; i + 8 <= n;) {
+        size_t len = (size_t)p[i] << 24 | (size_t)p[i + 1] << 16 | (size_t)p[i + 2] << 8 | p[i + 3];
+        if (len > n - i - 8) return "a PNG chunk longer than the rest of the file (truncated?)";
+        if (memcmp(p + i + 4, "IEND", 4) == 0) break;
+        i += 12 + len; // length, type, data, CRC
+    }
+    return NULL;
+}
+
+// Decodes one image file to C channels with stb_image; or returns NULL and says why. Besides
+// the checks above, and both found by fuzz/: the file goes to stb_image only if its header
+// asks for at most max_image_pixels (a few bytes can ask for gigabytes), and an image of 0
+// pixels, which stb_image returns for some broken headers, is refused.
+static double max_image_pixels = 1e8; // 100 megapixels; fuzz/ lowers it so that every input decodes fast
+static uint8_t *read_image(const char *path, int C, int *w, int *h, const char **why) {
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) { *why = strerror(errno); return NULL; }
+    long size = file_size(f);
+    if (size < 0 || size > (1L << 30)) { fclose(f); *why = "not a file of at most 1 GB"; return NULL; }
+    uint8_t *bytes = (uint8_t *)mallocCheck(size);
+    size_t n = fread(bytes, 1, size, f);
+    fclose(f);
+    int channels;
+    uint8_t *img = NULL;
+    *why = n != (size_t)size ? "read failed" : jpeg_check(bytes, n);
+    if (*why == NULL) *why = png_check(bytes, n);
+    static char too_large[96];
+    if (*why == NULL && stbi_info_from_memory(bytes, (int)n, w, h, &channels) && (double)*w * *h > max_image_pixels) {
+        snprintf(too_large, sizeof(too_large), "%d x %d pixels, more than %.0f megapixels", *w, *h, max_image_pixels / 1e6);
+        *why = too_large;
+    }
+    if (*why == NULL) {
+        img = stbi_load_from_memory(bytes, (int)n, w, h, &channels, C);
+        if (img == NULL) *why = stbi_failure_reason();
+        else if (*w < 1 || *h < 1) { stbi_image_free(img); img = NULL; *why = "no pixels"; }
+    }
+    free(bytes);
+    return img;
+}
+
 // A folder of class subfolders of images (any format stb_image reads). The class is the
 // subfolder, in sorted order. Images are centre-cropped to a square and resized to S.
 // An image stb_image cannot read is reported by name; with skip_bad it is counted and
@@ -1710,12 +1880,16 @@ int load_image_folder(Dataset *ds, const char *dir, int C, int S, int skip_bad) 
         for (int i = 0; i < nfiles; i++) {
             char path[8192];
             snprintf(path, sizeof(path), "%s/%s", cdir, files[i]);
-            int w, h, ch;
-            uint8_t *img = stbi_load(path, &w, &h, &ch, C);
+            int w, h;
+            const char *why = NULL;
+            uint8_t *img = read_image(path, C, &w, &h, &why);
             if (img == NULL) {
                 ds->bad_images++;
-                fprintf(stderr, "%s: cannot read image '%s': %s\n", skip_bad ? "warning" : "error", path, stbi_failure_reason());
-                if (!skip_bad) { status = data_fail("'%s' is not an image stb_image can read; remove it or pass --skip-bad-images", path); break; }
+                if (!skip_bad) {
+                    status = data_fail("cannot read image '%s' (%s); remove it, or pass --skip-bad-images to train on the others", path, why);
+                    break;
+                }
+                fprintf(stderr, "warning: skipping '%s': stb_image cannot read it (%s)\n", path, why);
                 continue;
             }
             if (dataset_grow(ds, 1, C, S, 1) != 0) { stbi_image_free(img); status = -1; break; }
@@ -1727,7 +1901,7 @@ int load_image_folder(Dataset *ds, const char *dir, int C, int S, int skip_bad) 
     }
     free_list(classes, nclasses);
     if (status != 0) return status;
-    if (ds->n == 0) return data_fail("'%s' holds no readable images (%d unreadable)", dir, ds->bad_images);
+    if (ds->n == 0) return data_fail("'%s' holds no readable images (%d unreadable); expected DIR/<class>/<image files>", dir, ds->bad_images);
     ds->nclasses = nclasses;
     if (ds->bad_images > 0) fprintf(stderr, "warning: skipped %d unreadable image(s) in '%s'\n", ds->bad_images, dir);
     return 0;
@@ -1810,7 +1984,7 @@ void synthetic_image(uint8_t *out /* (3, 32, 32) */, int *label, uint64_t seed, 
 
 // n images starting at index `first` (so a test split is a disjoint range of the same stream).
 int make_synthetic(Dataset *ds, int n, uint64_t seed, uint64_t first) {
-    if (n <= 0) return data_fail("synthetic data set needs n > 0");
+    if (n <= 0) return data_fail("the synthetic data set needs --synthetic-n > 0");
     if (dataset_grow(ds, n, 3, 32, 1) != 0) return -1;
     #pragma omp parallel for
     for (int i = 0; i < n; i++) synthetic_image(ds->pixels + (size_t)(ds->n + i) * 3072, &ds->labels[ds->n + i], seed, first + i);
@@ -1857,7 +2031,7 @@ int dataset_open(Dataset *ds, const char *path, int test_split, const char *excl
         }
         return data_fail("'%s': unknown data format (expected a CIFAR .bin, an IDX file, a directory, or 'synthetic')", path);
     }
-    if (!is_dir(path)) return data_fail("data path '%s' does not exist", path);
+    if (!is_dir(path)) return data_fail("data path '%s' does not exist; check it, or try --data synthetic", path);
     char batch1[4096], test_batch[4096];
     snprintf(batch1, sizeof(batch1), "%s/data_batch_1.bin", path);
     snprintf(test_batch, sizeof(test_batch), "%s/test_batch.bin", path);
@@ -2190,9 +2364,12 @@ float knn_eval(const Dino *d, const Dataset *train, const Dataset *test, int max
 // ----------------------------------------------------------------------------
 // 9. the training loop
 
-// Ctrl-C (SIGINT) and SIGTERM ask the loop to save and stop after the current step.
+// Ctrl-C (SIGINT), SIGTERM (kill, a job scheduler) and SIGHUP (a closed terminal) ask the
+// loop to save and stop after the current step. SIGKILL cannot be caught: then the last
+// checkpoint, which is always complete, is where --resume continues.
 static volatile sig_atomic_t stop_requested = 0;
 static void on_signal(int sig) { (void)sig; stop_requested = 1; }
+static const int stop_signals[3] = { SIGINT, SIGTERM, SIGHUP };
 
 // The images of batch `step`: data epoch e = step / batches_per_epoch walks a random
 // permutation of the data set drawn from (seed, e). It depends on the step alone, so a
@@ -2212,6 +2389,51 @@ static void format_duration(char *buf, size_t size, double s) {
     if (s < 60) snprintf(buf, size, "%.0fs", s);
     else if (s < 3600) snprintf(buf, size, "%dm%02ds", (int)s / 60, (int)s % 60);
     else snprintf(buf, size, "%dh%02dm", (int)s / 3600, ((int)s % 3600) / 60);
+}
+
+// A resumed run continues log.csv from its checkpoint's step: the lines a killed run wrote
+// after its last checkpoint (and a half-written last line) are dropped, so the log of an
+// interrupted and resumed run has each step once, like the log of an uninterrupted one.
+static void trim_log(const char *path, int step) {
+    FILE *f = fopen(path, "r");
+    if (f == NULL) return; // no log yet
+    char tmp[4200], line[4096];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *g = fopen(tmp, "w");
+    if (g == NULL) die("cannot write '%s': %s; is the output directory writable?", tmp, strerror(errno));
+    for (int first = 1; fgets(line, sizeof(line), f) != NULL; first = 0) {
+        size_t len = strlen(line);
+        if (len > 0 && line[len - 1] == '\n' && (first || atoi(line) <= step)) fputs(line, g);
+    }
+    fclose(f);
+    if (fflush(g) != 0 || ferror(g) || fclose(g) != 0 || rename(tmp, path) != 0)
+        die("cannot rewrite '%s': %s (disk full?)", path, strerror(errno));
+}
+
+// Stops a run that went non-finite, with what happened, where, and what to try. Nothing is
+// saved: the checkpoint on disk, if any, is from before.
+static void diverged(const Dino *d, int step, const char *what, int last_saved, const char *model_path) {
+    char kept[4200] = "no checkpoint was written yet";
+    if (is_file(model_path)) snprintf(kept, sizeof(kept), "the last good checkpoint (step %d) is kept in %s", last_saved, model_path);
+    die("training diverged at step %d: %s (loss %g, lr %.3g, teacher temp %.3g, student temp %.3g); start again with a lower "
+        "--lr or a higher --teacher_temp (and --clip_grad 3 if it is off); %s",
+        step, what, d->loss, d->lr, d->teacher_temp, d->cfg.student_temp, kept);
+}
+
+// Is everything a checkpoint holds finite? Checked before every save, so that a checkpoint
+// on disk is always one training can continue from.
+static int state_finite(const Dino *d) {
+    size_t n = d->num_params;
+    return all_finite(d->params, n) && all_finite(d->teacher, n) && all_finite(d->adam_m, n) && all_finite(d->adam_v, n)
+        && all_finite(d->center, d->cfg.out_dim);
+}
+
+// The log reaches the disk before the checkpoint does, so that after a kill the log holds
+// at least every step up to the checkpoint (trim_log drops the rest on resume).
+static void save_log_and_checkpoint(const Dino *d, FILE *log, const char *log_path, const char *model_path, int last_saved) {
+    if (!state_finite(d)) diverged(d, d->step, "the parameters are not finite", last_saved, model_path);
+    if (fflush(log) != 0 || fsync(fileno(log)) != 0) die("cannot write '%s': %s (disk full?)", log_path, strerror(errno));
+    save_checkpoint(d, model_path);
 }
 
 typedef struct {
@@ -2250,15 +2472,16 @@ int train_loop(Dino *d, const Dataset *ds, const Dataset *test, const TrainLoop 
     char model_path[4096], log_path[4096];
     snprintf(model_path, sizeof(model_path), "%s/model.bin", loop->out);
     snprintf(log_path, sizeof(log_path), "%s/log.csv", loop->out);
+    if (d->step > 0) trim_log(log_path, d->step);
     int new_log = !is_file(log_path);
     FILE *log = fopen(log_path, "a");
-    if (log == NULL) die("cannot write '%s': %s", log_path, strerror(errno));
+    if (log == NULL) die("cannot write '%s': %s; is the output directory writable?", log_path, strerror(errno));
     if (new_log) fprintf(log, "step,epoch,loss,lr,wd,momentum,teacher_temp,teacher_entropy,kl,img_per_s,elapsed_s,knn_top1,knn_top5\n");
-    struct sigaction sa;
+    struct sigaction sa, old_sa[3];
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    sa.sa_flags = SA_RESTART; // a write (of the log, of a checkpoint) under way when the signal comes completes
+    for (int i = 0; i < 3; i++) sigaction(stop_signals[i], &sa, &old_sa[i]);
 
     double t0 = now_seconds(), t_window = t0, eval_seconds = 0.0, window_eval = 0.0;
     int start = d->step, last_saved = d->step, window_start = d->step, end = loop->steps, evals = 0;
@@ -2270,10 +2493,8 @@ int train_loop(Dino *d, const Dataset *ds, const Dataset *test, const TrainLoop 
         batch_indices(idx, perm, &perm_epoch, ds->n, B, c->seed, d->step);
         make_crops(globals, locals, ds, idx, B, c, d->step);
         float loss = dino_step(d, globals, locals);
-        if (!isfinite(loss))
-            die("the loss is %g at step %d (lr %.3g, teacher temp %.3g): training diverged; try a lower --lr, a higher "
-                "--teacher_temp or --clip_grad 3. The last good checkpoint (step %d) is kept in %s",
-                loss, d->step, d->lr, d->teacher_temp, last_saved, model_path);
+        if (!isfinite(loss)) // dino_step updated nothing (but the center)
+            diverged(d, d->step + 1, isfinite(d->loss) ? "a gradient is not finite" : "the loss is not finite", last_saved, model_path);
         double now = now_seconds();
         int step = d->step; // steps done
         float top1[KNN_NK] = { 0 }, top5[KNN_NK] = { 0 };
@@ -2312,16 +2533,20 @@ int train_loop(Dino *d, const Dataset *ds, const Dataset *test, const TrainLoop 
                    (int)snprintf(NULL, 0, "%d", end), step, end, epoch, loss, d->lr, d->wd, d->momentum,
                    d->teacher_temp, d->teacher_entropy, d->kl, img_s, left);
             fflush(stdout);
-            fflush(log);
+            if (fflush(log) != 0) die("cannot write '%s': %s (disk full?)", log_path, strerror(errno));
             t_window = now;
             window_start = step;
             window_eval = 0.0;
         }
-        if (loop->save_every > 0 && step % loop->save_every == 0) { save_checkpoint(d, model_path); last_saved = step; }
+        if (loop->save_every > 0 && step % loop->save_every == 0 && step < end) {
+            save_log_and_checkpoint(d, log, log_path, model_path, last_saved);
+            last_saved = step;
+        }
     }
-    save_checkpoint(d, model_path);
+    save_log_and_checkpoint(d, log, log_path, model_path, last_saved);
     if (stop_requested) printf("interrupted: saved step %d to %s; continue with --resume %s\n", d->step, model_path, model_path);
     fclose(log);
+    for (int i = 0; i < 3; i++) sigaction(stop_signals[i], &old_sa[i], NULL); // Ctrl-C now stops a final k-NN at once
     free(globals); free(locals); free(perm); free(idx);
     return d->step;
 }
@@ -2660,7 +2885,9 @@ static int parse_int(const char *flag, const char *text, long lo, long hi) {
     char *end;
     errno = 0;
     long v = strtol(text, &end, 10);
-    if (end == text || *end != '\0' || errno != 0) die("--%s expects an integer, got '%s'", flag, text);
+    if (end == text || *end != '\0') die("--%s expects an integer, got '%s'", flag, text);
+    if (errno == ERANGE || v < INT32_MIN || v > INT32_MAX) die("--%s %s is out of the range of an int", flag, text);
+    if (lo == 0 && v < 0) die("--%s must not be negative, got %ld", flag, v);
     if (v < lo || v > hi) die("--%s must be in [%ld, %ld], got %ld", flag, lo, hi, v);
     return (int)v;
 }
@@ -2669,8 +2896,18 @@ static float parse_float(const char *flag, const char *text) {
     char *end;
     errno = 0;
     float v = strtof(text, &end);
-    if (end == text || *end != '\0' || errno != 0 || !isfinite(v)) die("--%s expects a number, got '%s'", flag, text);
+    if (end == text || *end != '\0') die("--%s expects a number, got '%s'", flag, text);
+    if (errno == ERANGE) die("--%s %s is out of the range of a float32", flag, text);
+    if (!isfinite(v)) die("--%s must be a finite number, got '%s'", flag, text);
     return v;
+}
+
+// Which options of the command's table parse_args saw (by index in the table), so that a
+// command can tell "--steps 0" from no --steps at all.
+static int opt_given[64];
+static int was_given(const Opt *opts, const char *name) {
+    for (int i = 0; opts[i].name != NULL; i++) if (strcmp(opts[i].name, name) == 0) return opt_given[i];
+    return 0;
 }
 
 // Parses argv[first..] into the command's options and, when cfg is not NULL, the config
@@ -2682,6 +2919,7 @@ static void parse_args(int argc, char **argv, int first, const Opt *opts, Config
         const char *name = a + 2;
         const Opt *o = opts;
         while (o->name != NULL && strcmp(o->name, name) != 0) o++;
+        if (o->name != NULL) opt_given[o - opts] = 1;
         if (o->name != NULL && o->type == 'b') { *(int *)o->dst = 1; continue; }
         if (i + 1 >= argc) die("flag %s needs a value (./dino %s --help)", a, cmd);
         const char *v = argv[++i];
@@ -2710,12 +2948,15 @@ static int wants_help(int argc, char **argv) {
 }
 
 static void make_dirs(const char *path) {
+    if (path[0] == '\0') die("--out is empty; give the directory to write model.bin and log.csv in");
+    if (strlen(path) > 4000) die("--out is longer than 4000 characters; choose a shorter path");
     char p[4096];
     snprintf(p, sizeof(p), "%s", path);
     for (char *s = p + 1; *s; s++)
         if (*s == '/') { *s = '\0'; mkdir(p, 0755); *s = '/'; }
-    if (mkdir(p, 0755) != 0 && errno != EEXIST) die("cannot create output directory '%s': %s", path, strerror(errno));
-    if (!is_dir(p)) die("output path '%s' is not a directory", path);
+    if (mkdir(p, 0755) != 0 && errno != EEXIST) die("cannot create output directory '%s': %s; choose another --out", path, strerror(errno));
+    if (!is_dir(p)) die("output path '%s' is not a directory; choose another --out", path);
+    if (access(p, W_OK) != 0) die("output directory '%s' is not writable: %s; choose another --out", path, strerror(errno));
 }
 
 // Does `path` come with its own held-out split (a CIFAR/MNIST directory, or synthetic)?
@@ -2748,12 +2989,12 @@ static int cmd_train(int argc, char **argv) {
     Opt opts[] = {
         { "data", 's', &data, "training data: CIFAR dir/.bin, MNIST IDX, image folder, or 'synthetic'" },
         { "test", 's', &test_path, "held-out labelled data for k-NN (default: the data set's test split)" },
-        { "out", 's', &out, "output directory (model.bin, log.csv)" },
+        { "out", 's', &out, "output directory (model.bin, log.csv); with --resume: the checkpoint's" },
         { "epochs", 'i', &epochs, "train for N passes over the data (the schedules span them)" },
         { "steps", 'i', &steps, "train for N steps (the schedules are fitted to them)" },
         { "minutes", 'f', &minutes, "train for M minutes of wall clock (schedules fitted to the steps that fit)" },
         { "resume", 's', &resume, "continue a run from its checkpoint" },
-        { "save-every", 'i', &save_every, "write the checkpoint every N steps (and at the end)" },
+        { "save-every", 'i', &save_every, "write the checkpoint every N steps (and at the end; 0 = only then)" },
         { "eval-every", 'i', &eval_every, "k-NN evaluation every N steps (0 = start and end only)" },
         { "log-every", 'i', &log_every, "print a log line every N steps (log.csv gets every step)" },
         { "eval-train", 'i', &eval_train, "training images used by the periodic k-NN (0 = all)" },
@@ -2775,27 +3016,61 @@ static int cmd_train(int argc, char **argv) {
         return 0;
     }
     parse_args(argc, argv, 2, opts, &cfg, cfg_set, "train");
-#ifdef _OPENMP
-    if (threads > 0) omp_set_num_threads(threads);
-#endif
     // the two ablations of the paper's collapse study (section 5.3, figure 7), as config fields
     if (no_centering) { cfg.center = 0; cfg_set[config_index("center")] = 1; }
     if (no_sharpening) {
         cfg.teacher_temp = cfg.warmup_teacher_temp = cfg.student_temp;
         cfg_set[config_index("teacher_temp")] = cfg_set[config_index("warmup_teacher_temp")] = 1;
     }
+    // everything that can be checked before the data is loaded
     if (data == NULL) die("./dino train needs --data PATH (a CIFAR directory, an MNIST directory, an image folder, or 'synthetic')");
     if ((epochs > 0) + (steps > 0) + (minutes > 0) > 1) die("give only one of --epochs, --steps, --minutes");
+    if (was_given(opts, "epochs") && epochs < 1) die("--epochs must be >= 1, got %d", epochs);
+    if (was_given(opts, "steps") && steps < 1) die("--steps must be >= 1, got %d", steps);
+    if (was_given(opts, "minutes") && !(minutes > 0)) die("--minutes must be > 0, got %g", minutes);
     if (log_every < 1) die("--log-every must be >= 1");
+    if (!(knn_temp > 0)) die("--knn-temp must be > 0, got %g", knn_temp);
+    if (synthetic_n < 1 || synthetic_n > 1000000) die("--synthetic-n must be in [1, 1000000], got %d", synthetic_n);
+    if (threads > 1024) die("--threads must be in [0, 1024], got %d", threads);
+    if (resume != NULL && (was_given(opts, "epochs") || was_given(opts, "minutes")))
+        die("--%s cannot be combined with --resume: the run's schedules were fixed when it started (--steps N stops it at step N)",
+            was_given(opts, "epochs") ? "epochs" : "minutes");
+    const char *err = config_error(&cfg);
+    if (err != NULL) die("bad config: %s (./dino train --help lists the flags)", err);
+#ifdef _OPENMP
+    if (threads > 0) omp_set_num_threads(threads);
+#endif
     Dino d;
     if (resume != NULL) {
         load_checkpoint(&d, resume);
         Config ck = d.cfg;
-        for (int i = 0; i < NUM_CONFIG_FIELDS; i++)
-            if (cfg_set[i] && memcmp((char *)&cfg + config_fields[i].offset, (char *)&ck + config_fields[i].offset, 4) != 0)
-                die("--%s differs from the checkpoint being resumed ('%s' has a different value); drop the flag to continue that run", config_fields[i].name, resume);
+        for (int i = 0; i < NUM_CONFIG_FIELDS; i++) {
+            char *mine = (char *)&cfg + config_fields[i].offset, *theirs = (char *)&ck + config_fields[i].offset;
+            if (!cfg_set[i] || memcmp(mine, theirs, 4) == 0) continue;
+            char have[32], want[32];
+            if (config_fields[i].is_float) { snprintf(have, 32, "%g", *(float *)theirs); snprintf(want, 32, "%g", *(float *)mine); }
+            else { snprintf(have, 32, "%d", *(int *)theirs); snprintf(want, 32, "%d", *(int *)mine); }
+            die("--%s %s differs from the checkpoint being resumed ('%s' has %s %s): drop the flag to continue that run, "
+                "or start a new run", config_fields[i].name, want, resume, config_fields[i].name, have);
+        }
         cfg = d.cfg;
     }
+    // the output directory before the data: a run that cannot save should not start.
+    // A resumed run continues in its checkpoint's directory unless --out says otherwise.
+    char resume_dir[4096], existing[4200];
+    if (resume != NULL && !was_given(opts, "out")) {
+        snprintf(resume_dir, sizeof(resume_dir), "%s", resume);
+        char *slash = strrchr(resume_dir, '/');
+        if (slash != NULL) *slash = '\0'; else snprintf(resume_dir, sizeof(resume_dir), ".");
+        out = resume_dir;
+    }
+    make_dirs(out);
+    snprintf(existing, sizeof(existing), "%s/model.bin", out);
+    if (resume == NULL && is_file(existing))
+        die("'%s' already holds a run (%s): continue it with --resume %s, or choose another --out", out, existing, existing);
+    if (resume != NULL && is_file(existing) && !same_file(existing, resume))
+        die("'%s' already holds another run (%s): choose another --out for the resumed run, or leave --out out to continue in '%s''s directory",
+            out, existing, resume);
     // the training data, and a held-out split for k-NN
     Dataset ds, test, *testp = NULL;
     const char *auto_exclude = NULL;
@@ -2816,7 +3091,9 @@ static int cmd_train(int argc, char **argv) {
     if (testp != NULL && (testp->labels == NULL || ds.labels == NULL)) { dataset_free(testp); testp = NULL; } // k-NN needs labels
     if (testp != NULL && (testp->C != ds.C)) die("test data has %d channels, training data %d", testp->C, ds.C);
     if (resume == NULL && !cfg_set[config_index("channels")]) cfg.channels = ds.C;
-    if (ds.C != cfg.channels) die("the data has %d channel(s) but the model expects %d (--channels)", ds.C, cfg.channels);
+    if (ds.C != cfg.channels)
+        die("the data has %d channel(s) but the model %s %d; %s", ds.C, resume ? "being resumed has" : "expects", cfg.channels,
+            resume ? "resume it with the data it was trained on" : "set --channels to match, or leave it out");
     if (ds.n < cfg.batch) die("the data set has %d images, fewer than one batch (--batch %d)", ds.n, cfg.batch);
     printf("data: %s, %d images %dx%dx%d%s", data, ds.n, ds.C, ds.S, ds.S, ds.labels ? ", labelled" : "");
     if (testp) printf("; test: %s, %d images", test_path ? test_path : data, testp->n);
@@ -2876,11 +3153,6 @@ static int cmd_train(int argc, char **argv) {
     }
     printf("model: %zu parameters, ViT dim %d depth %d heads %d patch %d, K %d, %d global %d px + %d local %d px crops, batch %d\n",
            d.num_params, cfg.dim, cfg.depth, cfg.heads, cfg.patch, cfg.out_dim, 2, cfg.img_size, cfg.n_local, cfg.local_size, cfg.batch);
-    make_dirs(out);
-    char existing[4096];
-    snprintf(existing, sizeof(existing), "%s/model.bin", out);
-    if (resume == NULL && is_file(existing))
-        die("'%s' already holds a run (%s): continue it with --resume %s, or choose another --out", out, existing, existing);
 
     float init1[KNN_NK] = { 0 }, init5[KNN_NK] = { 0 }, top1[KNN_NK] = { 0 }, top5[KNN_NK] = { 0 };
     int eval = testp != NULL && !no_final_eval;
@@ -2933,15 +3205,16 @@ static int cmd_knn(int argc, char **argv) {
     if (wants_help(argc, argv)) { printf("usage: ./dino knn --model CKPT --train PATH --test PATH [flags]\n"); print_opts(opts); return 0; }
     parse_args(argc, argv, 2, opts, NULL, NULL, "knn");
     if (model == NULL || train_path == NULL || test_path == NULL) die("./dino knn needs --model, --train and --test");
-    if (k < 1) die("--k must be >= 1");
-    if (temp <= 0) die("--temp must be > 0");
+    if (k < 1 || k > 10000) die("--k must be in [1, 10000], got %d", k);
+    if (!(temp > 0)) die("--temp must be > 0, got %g", temp);
+    if (synthetic_n < 1 || synthetic_n > 1000000) die("--synthetic-n must be in [1, 1000000], got %d", synthetic_n);
     Dino d;
     load_checkpoint(&d, model);
     Dataset tr, te;
     open_or_die(&tr, train_path, 0, test_path, &d.cfg, synthetic_n, 0);
     open_or_die(&te, test_path, is_dir(test_path) || strcmp(test_path, "synthetic") == 0, NULL, &d.cfg, synthetic_n, 0);
     if (tr.labels == NULL || te.labels == NULL) die("k-NN needs labels in both --train and --test");
-    if (tr.C != d.cfg.channels || te.C != d.cfg.channels) die("the data has %d channel(s), the model %d", tr.C, d.cfg.channels);
+    if (tr.C != d.cfg.channels || te.C != d.cfg.channels) die("the data has %d channel(s) but the model in '%s' has %d; k-NN needs data like its training data", tr.C != d.cfg.channels ? tr.C : te.C, model, d.cfg.channels);
     if (max_train > 0 && tr.n > max_train) tr.n = max_train;
     if (max_test > 0 && te.n > max_test) te.n = max_test;
     int ks[KNN_NK + 1], nk = KNN_NK, head = 1;
@@ -2991,6 +3264,7 @@ static int cmd_crops(int argc, char **argv) {
     if (wants_help(argc, argv)) { printf("usage: ./dino crops --data PATH [--index I] [--output FILE.png] [config flags]\n"); print_opts(opts); return 0; }
     parse_args(argc, argv, 2, opts, &cfg, cfg_set, "crops");
     if (data == NULL) die("./dino crops needs --data PATH");
+    if (synthetic_n < 1 || synthetic_n > 1000000) die("--synthetic-n must be in [1, 1000000], got %d", synthetic_n);
     Dataset ds;
     open_or_die(&ds, data, 0, NULL, &cfg, synthetic_n, 0);
     if (index >= ds.n) die("--index %d is out of range: the data set has %d images", index, ds.n);
@@ -3022,7 +3296,7 @@ static int cmd_crops(int argc, char **argv) {
                     png[((size_t)y * W + j * (cell + gap) + xx) * 3 + c] = (uint8_t)lrintf(clamp01(v) * 255.0f);
                 }
     }
-    if (!stbi_write_png(output, W, cell, 3, png, W * 3)) die("cannot write '%s'", output);
+    if (!stbi_write_png(output, W, cell, 3, png, W * 3)) die("cannot write '%s': %s; is its directory writable?", output, strerror(errno));
     printf("wrote %s: image %d, then global crops 1 and 2, then %d local crops\n", output, index, cfg.n_local);
     free(g); free(l); free(orig); free(png);
     dataset_free(&ds);
@@ -3253,6 +3527,7 @@ static int cmd_bench(int argc, char **argv) {
     }
     parse_args(argc, argv, 2, opts, &cfg, cfg_set, "bench");
     if (steps < 1) die("--steps must be >= 1");
+    if (threads > 1024) die("--threads must be in [0, 1024], got %d", threads);
 #ifdef _OPENMP
     if (threads > 0) omp_set_num_threads(threads);
     threads = omp_get_max_threads();
@@ -3319,7 +3594,7 @@ int main(int argc, char **argv) {
         "  linear  linear probe on frozen features: ./dino linear --model CKPT --train PATH --test PATH\n"
         "  bench   time training steps on fixed random crops: ./dino bench [--steps N]\n"
         "  info    the configuration and the parameter layout\n";
-    if (argc < 2) { fputs(usage, stderr); return 1; }
+    if (argc < 2) die("no command given; ./dino --help lists the commands");
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) { fputs(usage, stdout); return 0; }
     if (strcmp(argv[1], "train") == 0) return cmd_train(argc, argv);
     if (strcmp(argv[1], "knn") == 0) return cmd_knn(argc, argv);

@@ -400,6 +400,7 @@ static void test_fd_layernorm(Rng *r) {
     fd_check("layernorm d input", &o, c.inp, dinp, N * C);
     fd_check("layernorm d weight", &o, c.w, dw, C);
     fd_check("layernorm d bias", &o, c.b, db, C);
+    free(c.out); free(c.mean); free(c.rstd); free(c.inp); free(c.w); free(c.b); free(w); free(dinp); free(dw); free(db);
 }
 
 // matmul
@@ -415,6 +416,7 @@ static void test_fd_matmul(Rng *r) {
     fd_check("matmul d input", &o, c.inp, dinp, N * C);
     fd_check("matmul d weight", &o, c.w, dw, OC * C);
     fd_check("matmul d bias", &o, c.b, db, OC);
+    free(c.out); free(c.inp); free(c.w); free(c.b); free(w); free(dinp); free(dw); free(db);
 }
 
 // attention
@@ -436,6 +438,7 @@ static void test_fd_attention(Rng *r) {
         worst = fmax(worst, fabs(s - 1.0));
     }
     report(worst < 1e-6, "attention rows sum to 1 (worst |sum - 1| = %.1e)", worst);
+    free(c.out); free(c.att); free(c.qkv); free(w); free(dqkv);
 }
 
 // gelu
@@ -453,6 +456,7 @@ static void test_fd_gelu(Rng *r) {
     float one = 1.0f, g1;
     gelu_forward(&g1, &one, 1);
     report(fabsf(g1 - 0.84134475f) < 1e-6f, "gelu is the exact erf form: gelu(1) = %.7f", g1);
+    free(c.out); free(c.inp); free(w); free(dinp);
 }
 
 // exp_simd and the GELU's normal CDF against double-precision libm on a dense grid.
@@ -493,6 +497,7 @@ static void test_fd_residual(Rng *r) {
     residual_backward_branch(dbranch, w, scale, R, TD);
     fd_check("residual + drop path d branch", &o, c.branch, dbranch, R * TD);
     fd_check("residual + drop path d x (= dout)", &o, c.x, w, R * TD);
+    free(c.out); free(c.x); free(c.branch); free(w); free(dbranch);
 }
 
 // l2 normalisation (the bottleneck, and each row of the last layer)
@@ -506,6 +511,7 @@ static void test_fd_l2norm(Rng *r) {
     l2_fwd(&c);
     l2norm_backward(dinp, w, c.out, c.norm, N, C);
     fd_check("l2 normalise / weight norm", &o, c.inp, dinp, N * C);
+    free(c.out); free(c.norm); free(c.inp); free(w); free(dinp);
 }
 
 // the bicubic resize of the position table
@@ -528,6 +534,7 @@ static void test_fd_pos_resize(Rng *r) {
         worst = fmax(worst, fabs(s - 1.0));
     }
     report(worst < 1e-6, "bicubic resize weights sum to 1 per output (worst %.1e)", worst);
+    free(c.out); free(c.pos); free(c.W); free(w); free(dpos);
 }
 
 // the DINO loss, gradient w.r.t. the student logits
@@ -560,6 +567,7 @@ static void test_fd_loss(Rng *r) {
     want /= nterms;
     report(nterms == 2 * ncrops - 2 && fabs(want - c.loss) < 1e-6 * fabs(want),
            "DINO loss = mean over the %d (teacher global, other student view) pairs: %.7f vs %.7f", nterms, c.loss, want);
+    free(c.ps); free(c.pt); free(c.lse); free(c.s); free(c.t); free(c.center); free(ds);
 }
 
 // the whole student: perturb parameters, recompute the full DINO loss with the teacher
@@ -1005,10 +1013,10 @@ static void test_resume_equals_uninterrupted(void) {
     mkdir(a_dir, 0755); mkdir(b_dir, 0755);
     Dino a, b;
     dino_build(&a, &c);
-    TrainLoop la = { a_dir, 8, 0, 0, 1000, 0, 0, 0.07f };
+    TrainLoop la = { a_dir, 8, 0, 0, 1000, 0, 0, 0.07f, 0.0, 0.0 };
     train_loop(&a, &ds, NULL, &la);
     dino_build(&b, &c);
-    TrainLoop lb = { b_dir, 5, 0, 0, 1000, 0, 0, 0.07f };
+    TrainLoop lb = { b_dir, 5, 0, 0, 1000, 0, 0, 0.07f, 0.0, 0.0 };
     train_loop(&b, &ds, NULL, &lb); // "interrupted" after step 5
     dino_free(&b);
     snprintf(ck, sizeof(ck), "%s/model.bin", b_dir);
@@ -1112,7 +1120,7 @@ static void test_batch_indices(void) {
 }
 
 // ----------------------------------------------------------------------------
-// 4. looking inside a trained model: attention maps, .npy files, PyTorch interop, the linear probe
+// 5. looking inside a trained model: attention maps, .npy files, PyTorch interop, the linear probe
 
 static void test_attention_maps(void) {
     Config c = reference_config(); // 16 px, patch 4: a 4 x 4 grid, T = 17, 3 heads, 2 blocks
@@ -1329,6 +1337,449 @@ static void test_linear_probe(void) {
            "./dino linear trains on frozen teacher features and prints train and test top-1");
 }
 
+// ----------------------------------------------------------------------------
+// 6. bad input and interruptions, on ./dino run as a child process the way a user runs it
+
+#include <fcntl.h>
+#include <sys/wait.h>
+#include "fuzz/fuzz.h"
+#ifndef F_SETPIPE_SZ
+#define F_SETPIPE_SZ 1031 // Linux; glibc declares it only with _GNU_SOURCE
+#endif
+
+// A model and data set that train a step in milliseconds on one thread.
+#define TINY_FLAGS "--data synthetic --synthetic-n 64 --no-final-eval --threads 1 --dim 16 --depth 1 --heads 2 " \
+                   "--head_hidden 32 --bottleneck 16 --out_dim 32 --n_local 2 --batch 8 --drop_path 0.1"
+
+// The program under test: ./dino, or $DINO (make sanitize runs its sanitized build).
+static const char *dino_binary(void) { return getenv("DINO") != NULL ? getenv("DINO") : "./dino"; }
+
+static char *read_file(const char *path, size_t *size) {
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) { *size = 0; return NULL; }
+    long n = file_size(f);
+    char *buf = (char *)mallocCheck(n + 1);
+    *size = fread(buf, 1, n, f);
+    buf[*size] = '\0';
+    fclose(f);
+    return buf;
+}
+
+// Runs `PRE ./dino ARGS` through the shell and returns its exit code (128 + the signal if a
+// signal ended it). The first line of its stderr goes to err, the number of lines to *lines.
+static int run_dino(const char *pre, const char *args, char *err, size_t errsize, int *lines) {
+    char cmd[8192], path[600];
+    snprintf(path, sizeof(path), "%s/stderr.txt", tmpdir);
+    snprintf(cmd, sizeof(cmd), "%s %s %s > %s/stdout.txt 2> %s", pre, dino_binary(), args, tmpdir, path);
+    int status = system(cmd), rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    size_t n;
+    char *text = read_file(path, &n);
+    *lines = 0;
+    for (size_t i = 0; i < n; i++) *lines += text[i] == '\n';
+    snprintf(err, errsize, "%.*s", (int)strcspn(text ? text : "", "\n"), text ? text : "");
+    free(text);
+    return rc;
+}
+
+// A bad input must end ./dino with exit code 1 and one line on stderr that starts with
+// "error: " and names the problem (want: a piece of that line).
+static void expect_error(const char *what, const char *pre, const char *args, const char *want) {
+    char err[2048];
+    int lines, rc = run_dino(pre, args, err, sizeof(err), &lines);
+    int ok = rc == 1 && lines == 1 && strncmp(err, "error: ", 7) == 0 && strstr(err, want) != NULL;
+    report(ok, "%s -> %s%s", what, err, ok ? "" : " [wrong exit code, line count or message]");
+    if (!ok) printf("     exit code %d, %d line(s) on stderr, expected one containing '%s'\n", rc, lines, want);
+}
+
+static void copy_with(const char *from, const char *to, size_t keep, size_t at, const void *patch, size_t patch_size) {
+    size_t n;
+    char *buf = read_file(from, &n);
+    if (buf == NULL) die("test: cannot read %s", from);
+    if (patch != NULL) memcpy(buf + at, patch, patch_size);
+    write_bytes(to, buf, keep < n ? keep : n);
+    free(buf);
+}
+
+static int same_bytes(const char *a, const char *b) {
+    size_t na, nb;
+    char *x = read_file(a, &na), *y = read_file(b, &nb);
+    int same = x != NULL && y != NULL && na == nb && memcmp(x, y, na) == 0;
+    free(x); free(y);
+    return same;
+}
+
+static void test_bad_command_lines(void) {
+    char args[4096];
+    expect_error("no command", "", "", "no command");
+    expect_error("unknown command", "", "fit --data synthetic", "unknown command");
+    expect_error("unknown flag", "", "train --data synthetic --bogus 3", "unknown flag --bogus");
+    expect_error("flag without its value", "", "train --data", "needs a value");
+    expect_error("no --data", "", "train --steps 3", "needs --data");
+    expect_error("non-numeric integer", "", "train --data synthetic --steps abc", "expects an integer");
+    expect_error("negative integer", "", "train --data synthetic --steps -5", "must not be negative");
+    expect_error("zero steps", "", "train --data synthetic --steps 0", "--steps must be >= 1");
+    expect_error("zero epochs", "", "train --data synthetic --epochs 0", "--epochs must be >= 1");
+    expect_error("negative minutes", "", "train --data synthetic --minutes -1", "--minutes must be > 0");
+    expect_error("two lengths", "", "train --data synthetic --steps 5 --epochs 2", "only one of");
+    expect_error("non-numeric float", "", "train --data synthetic --lr 0.1x", "expects a number");
+    expect_error("float out of range", "", "train --data synthetic --lr 1e50", "out of the range");
+    expect_error("infinite float", "", "train --data synthetic --lr inf", "finite");
+    expect_error("integer out of range", "", "train --data synthetic --dim 99999999999", "out of the range of an int");
+    expect_error("config integer out of its bounds", "", "train --data synthetic --dim 100000", "--dim must be in [1, 8192]");
+    expect_error("zero log interval", "", "train --data synthetic --log-every 0", "--log-every");
+    expect_error("zero k-NN temperature", "", "train --data synthetic --knn-temp 0", "--knn-temp");
+    expect_error("absurd thread count", "", "train --data synthetic --threads 100000", "--threads");
+    expect_error("empty synthetic set", "", "train --data synthetic --synthetic-n 0", "--synthetic-n");
+    expect_error("k-NN with k = 0", "", "knn --model x --train synthetic --test synthetic --k 0", "--k");
+    expect_error("bench with 0 steps", "", "bench --steps 0", "--steps");
+    // configs that cannot work
+    expect_error("image not a multiple of the patch", "", "train --data synthetic --img_size 30", "not a multiple of --patch");
+    expect_error("width not divisible by the heads", "", "train --data synthetic --heads 3", "not divisible by --heads");
+    expect_error("2 channels", "", "train --data synthetic --channels 2", "--channels must be 1 or 3");
+    expect_error("batch 0", "", "train --data synthetic --batch 0", "--batch");
+    expect_error("zero width", "", "info --dim 0", "--dim must be in");
+    expect_error("64 x 64 patches", "", "train --data synthetic --img_size 256 --patch 4", "use a larger --patch");
+    expect_error("a model that cannot fit in int sizes", "", "train --data synthetic --batch 60000 --dim 1024", "too large");
+    expect_error("warm-up longer than the run", "", "train --data synthetic --warmup_epochs 200", "--warmup_epochs");
+    expect_error("drop path 1", "", "train --data synthetic --drop_path 1", "--drop_path");
+    expect_error("zero teacher temperature", "", "train --data synthetic --teacher_temp 0", "temperatures");
+    expect_error("crop index out of range", "", "crops --data synthetic --index 1000", "out of range");
+    snprintf(args, sizeof(args), "train " TINY_FLAGS " --synthetic-n 4 --out %s/few", tmpdir);
+    expect_error("fewer images than a batch", "", args, "fewer than one batch");
+}
+
+static void test_bad_data(void) {
+    char args[4096], path[700];
+    // files the loaders must refuse, written small
+    uint8_t rec[2 * 3073];
+    memset(rec, 3, sizeof(rec));
+    snprintf(path, sizeof(path), "%s/trunc.bin", tmpdir);
+    write_bytes(path, rec, sizeof(rec) - 100);
+    snprintf(args, sizeof(args), "train " TINY_FLAGS " --data %s", path);
+    expect_error("truncated CIFAR file", "", args, "not a multiple");
+    rec[3073] = 12;
+    snprintf(path, sizeof(path), "%s/badlabel.bin", tmpdir);
+    write_bytes(path, rec, sizeof(rec));
+    snprintf(args, sizeof(args), "train " TINY_FLAGS " --data %s", path);
+    expect_error("CIFAR-10 file with label 12", "", args, "label 12");
+    uint8_t idx[16 + 2 * 25], lab[8 + 2];
+    put_be32(idx, 0x803); put_be32(idx + 4, 2); put_be32(idx + 8, 5); put_be32(idx + 12, 5);
+    memset(idx + 16, 7, 50);
+    put_be32(lab, 0x801); put_be32(lab + 4, 3); lab[8] = lab[9] = 1;
+    char idxdir[600];
+    snprintf(idxdir, sizeof(idxdir), "%s/mnist", tmpdir);
+    mkdir(idxdir, 0755);
+    snprintf(path, sizeof(path), "%s/train-images-idx3-ubyte", idxdir);
+    write_bytes(path, idx, sizeof(idx) - 9);
+    snprintf(args, sizeof(args), "train " TINY_FLAGS " --data %s", path);
+    expect_error("truncated IDX file", "", args, "truncated");
+    idx[2] = 9;
+    write_bytes(path, idx, sizeof(idx));
+    expect_error("IDX file with a wrong magic", "", args, "magic");
+    idx[2] = 0x08;
+    write_bytes(path, idx, sizeof(idx));
+    snprintf(path, sizeof(path), "%s/train-labels-idx1-ubyte", idxdir);
+    write_bytes(path, lab, sizeof(lab));
+    expect_error("IDX labels for 3 images next to 2 images", "", args, "labels");
+    snprintf(args, sizeof(args), "train " TINY_FLAGS " --data %s/notes.txt", tmpdir);
+    snprintf(path, sizeof(path), "%s/notes.txt", tmpdir);
+    write_bytes(path, "hello\n", 6);
+    expect_error("a file of unknown format", "", args, "unknown data format");
+    expect_error("missing data path", "", "train --data /nonexistent/dino/data", "does not exist");
+    // image folders: none at all, empty classes, an image stb_image cannot decode
+    snprintf(path, sizeof(path), "%s/noclasses", tmpdir);
+    mkdir(path, 0755);
+    snprintf(args, sizeof(args), "train " TINY_FLAGS " --data %s", path);
+    expect_error("a directory without class subfolders", "", args, "no class subfolders");
+    snprintf(path, sizeof(path), "%s/noimages", tmpdir);
+    mkdir(path, 0755);
+    snprintf(path, sizeof(path), "%s/noimages/cat", tmpdir);
+    mkdir(path, 0755);
+    snprintf(args, sizeof(args), "train " TINY_FLAGS " --data %s/noimages", tmpdir);
+    expect_error("class subfolders without images", "", args, "no readable images");
+    char dir[600];
+    snprintf(dir, sizeof(dir), "%s/pictures", tmpdir);
+    mkdir(dir, 0755);
+    for (int k = 0; k < 2; k++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, k ? "dog" : "cat");
+        mkdir(path, 0755);
+        for (int i = 0; i < 5; i++) {
+            uint8_t px[24 * 24 * 3];
+            for (int j = 0; j < 24 * 24 * 3; j++) px[j] = (uint8_t)(j * (k + 1) + 40 * i);
+            snprintf(path, sizeof(path), "%s/%s/%d.png", dir, k ? "dog" : "cat", i);
+            if (!stbi_write_png(path, 24, 24, 3, px, 24 * 3)) die("test: cannot write %s", path);
+        }
+    }
+    snprintf(path, sizeof(path), "%s/dog/broken.jpg", dir);
+    write_bytes(path, "\xff\xd8\xff\xe0 not really a jpeg", 23);
+    snprintf(args, sizeof(args), "train " TINY_FLAGS " --steps 2 --out %s/pictures_run --data %s", tmpdir, dir);
+    expect_error("an image stb_image cannot decode", "", args, "broken.jpg");
+    // a JPEG whose Huffman table would make the system's stb_image 2.27 write past it
+    char evil[700], evil_dir[600];
+    snprintf(evil_dir, sizeof(evil_dir), "%s/evil", tmpdir);
+    mkdir(evil_dir, 0755);
+    snprintf(evil, sizeof(evil), "%s/evil/cat", tmpdir);
+    mkdir(evil, 0755);
+    snprintf(evil, sizeof(evil), "%s/evil/cat/huffman.jpg", tmpdir);
+    size_t evil_size;
+    char *evil_bytes = read_file("fuzz/regressions/image_folder/jpeg-dht-over-256-codes", &evil_size);
+    if (evil_bytes != NULL) write_bytes(evil, evil_bytes, evil_size);
+    free(evil_bytes);
+    snprintf(args, sizeof(args), "train " TINY_FLAGS " --steps 2 --out %s/evil_run --data %s", tmpdir, evil_dir);
+    expect_error("a JPEG with a Huffman table of more than 256 codes", "", args, "more than 256 codes");
+    // ... and with --skip-bad-images the run trains on the other 10, naming the one it skips
+    char err[2048];
+    int lines;
+    snprintf(args, sizeof(args), "train " TINY_FLAGS " --steps 2 --out %s/pictures_run --data %s --skip-bad-images", tmpdir, dir);
+    int rc = run_dino("", args, err, sizeof(err), &lines);
+    size_t n;
+    snprintf(path, sizeof(path), "%s/stdout.txt", tmpdir);
+    char *out = read_file(path, &n);
+    report(rc == 0 && strstr(err, "broken.jpg") != NULL && out != NULL && strstr(out, "10 images") != NULL,
+           "--skip-bad-images trains on the 10 good images and says which it skipped: %s", err);
+    free(out);
+}
+
+static void test_bad_checkpoints_and_outputs(void) {
+    char args[4096], good[600], bad[600], dir[600];
+    int32_t v;
+    snprintf(dir, sizeof(dir), "%s/good", tmpdir);
+    snprintf(good, sizeof(good), "%s/good/model.bin", tmpdir);
+    snprintf(bad, sizeof(bad), "%s/bad.bin", tmpdir);
+    snprintf(args, sizeof(args), "train " TINY_FLAGS " --steps 2 --out %s", dir);
+    char err[2048];
+    int lines;
+    int rc = run_dino("", args, err, sizeof(err), &lines);
+    report(rc == 0 && is_file(good), "a tiny run writes %s", good);
+    size_t size;
+    free(read_file(good, &size));
+    char resume_bad[4096];
+    snprintf(resume_bad, sizeof(resume_bad), "train " TINY_FLAGS " --resume %s --out %s/bad_run", bad, tmpdir);
+    expect_error("missing checkpoint", "", resume_bad, "cannot open checkpoint");
+    copy_with(good, bad, 600, 0, NULL, 0);
+    expect_error("checkpoint cut inside its header", "", resume_bad, "truncated");
+    copy_with(good, bad, size - 100, 0, NULL, 0);
+    expect_error("checkpoint cut inside its tensors", "", resume_bad, "truncated");
+    write_bytes(bad, "", 0);
+    expect_error("empty checkpoint", "", resume_bad, "truncated");
+    snprintf(args, sizeof(args), "train " TINY_FLAGS " --resume %s/trunc.bin --out %s/bad_run", tmpdir, tmpdir);
+    expect_error("a CIFAR file passed as a checkpoint", "", args, "not a dino.c checkpoint");
+    v = 2;
+    copy_with(good, bad, size, 4, &v, 4);
+    expect_error("checkpoint of another version", "", resume_bad, "version 2");
+    v = 39;
+    copy_with(good, bad, size, 8, &v, 4);
+    expect_error("checkpoint with a corrupt field count", "", resume_bad, "corrupt header");
+    v = 0;
+    copy_with(good, bad, size, 4 * (3 + config_index("dim")), &v, 4);
+    expect_error("checkpoint whose config says dim 0", "", resume_bad, "corrupt header");
+    v = -7;
+    copy_with(good, bad, size, 4 * CKPT_STATE, &v, 4);
+    expect_error("checkpoint with a negative step", "", resume_bad, "corrupt header");
+    float nan = NAN;
+    copy_with(good, bad, size, 4 * CKPT_HEADER + 40, &nan, 4);
+    expect_error("checkpoint holding a NaN", "", resume_bad, "non-finite");
+    {
+        char *buf = read_file(good, &size);
+        char *longer = (char *)mallocCheck(size + 8);
+        memcpy(longer, buf, size);
+        memset(longer + size, 0, 8);
+        write_bytes(bad, longer, size + 8);
+        free(buf); free(longer);
+    }
+    expect_error("checkpoint longer than its header says", "", resume_bad, "corrupt");
+    snprintf(args, sizeof(args), "train " TINY_FLAGS " --resume %s --dim 32", good);
+    expect_error("resuming with another config", "", args, "--dim 32 differs");
+    snprintf(args, sizeof(args), "train " TINY_FLAGS " --resume %s --minutes 2", good);
+    expect_error("resuming with --minutes", "", args, "cannot be combined with --resume");
+    uint8_t idx[16 + 2 * 25], lab[8 + 2];
+    put_be32(idx, 0x803); put_be32(idx + 4, 2); put_be32(idx + 8, 5); put_be32(idx + 12, 5);
+    memset(idx + 16, 7, 50);
+    put_be32(lab, 0x801); put_be32(lab + 4, 2); lab[8] = 0; lab[9] = 1;
+    char grey[700];
+    snprintf(grey, sizeof(grey), "%s/train-images-idx3-ubyte", tmpdir);
+    write_bytes(grey, idx, sizeof(idx));
+    snprintf(grey, sizeof(grey), "%s/train-labels-idx1-ubyte", tmpdir);
+    write_bytes(grey, lab, sizeof(lab));
+    snprintf(args, sizeof(args), "knn --model %s --train %s/train-images-idx3-ubyte --test %s/train-images-idx3-ubyte", good, tmpdir, tmpdir);
+    expect_error("k-NN of an RGB model on grey data", "", args, "channel");
+    snprintf(args, sizeof(args), "train " TINY_FLAGS " --resume %s --data %s/train-images-idx3-ubyte", good, tmpdir);
+    expect_error("resuming an RGB run on grey data", "", args, "resume it with the data it was trained on");
+    // outputs that cannot be written
+    snprintf(args, sizeof(args), "train " TINY_FLAGS " --steps 2 --out %s/notes.txt/run", tmpdir);
+    expect_error("output directory inside a file", "", args, "choose another --out");
+    snprintf(args, sizeof(args), "train " TINY_FLAGS " --steps 2 --out %s/notes.txt", tmpdir);
+    expect_error("output path that is a file", "", args, "not a directory");
+    expect_error("empty output path", "", "train --data synthetic --out ''", "--out is empty");
+    snprintf(args, sizeof(args), "train " TINY_FLAGS " --steps 2 --out %s", dir);
+    expect_error("output directory that holds a run", "", args, "already holds a run");
+    expect_error("crops to an unwritable file", "", "crops --data synthetic --output /nonexistent/dir/crops.png", "cannot write");
+    // the disk fills up while saving: a file size limit makes write() fail with EFBIG (SIGXFSZ
+    // ignored, as a full disk's ENOSPC would); the checkpoint of step 2 must come through whole
+    char saved[700];
+    snprintf(saved, sizeof(saved), "%s/good_copy.bin", tmpdir);
+    copy_with(good, saved, size, 0, NULL, 0);
+    snprintf(args, sizeof(args), "train " TINY_FLAGS " --resume %s --steps 4 --save-every 1", good);
+    expect_error("disk full while saving (file size limit)", "trap '' XFSZ; ulimit -f 100;", args, "disk full");
+    char tmp[700];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", good);
+    report(same_bytes(good, saved) && !is_file(tmp), "the previous checkpoint is untouched and no .tmp is left behind");
+}
+
+// Training that goes non-finite stops with the step, the loss and a hint, and keeps the
+// last checkpoint, which must be one training can continue from.
+static void test_divergence(void) {
+    char args[4096], path[700];
+    snprintf(args, sizeof(args), "train " TINY_FLAGS " --lr 1e30 --warmup_epochs 0 --steps 20 --save-every 1 --out %s/diverge", tmpdir);
+    expect_error("learning rate 1e30", "", args, "diverged at step");
+    snprintf(path, sizeof(path), "%s/diverge/model.bin", tmpdir);
+    Dino d;
+    int ok = checkpoint_read(&d, path) == 0;
+    report(ok, "the checkpoint it kept loads and holds finite numbers (step %d)", ok ? d.step : -1);
+    if (ok) dino_free(&d);
+}
+
+// Starts ./dino with args and its stdout on a pipe of one page: once the reader stops
+// reading, the child blocks after a few dozen log lines, so it cannot run far ahead of
+// the line the test acts on. Returns the child's pid; *out reads its stdout.
+static pid_t start_dino(const char *args, FILE **out) {
+    int fd[2];
+    if (pipe(fd) != 0) die("test: pipe: %s", strerror(errno));
+    fcntl(fd[0], F_SETPIPE_SZ, 4096);
+    pid_t pid = fork();
+    if (pid < 0) die("test: fork: %s", strerror(errno));
+    if (pid == 0) {
+        dup2(fd[1], 1);
+        close(fd[0]); close(fd[1]);
+        char cmd[8192];
+        snprintf(cmd, sizeof(cmd), "exec %s %s 2>/dev/null", dino_binary(), args);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    close(fd[1]);
+    *out = fdopen(fd[0], "r");
+    setvbuf(*out, NULL, _IONBF, 0); // read no further than the line we act on
+    return pid;
+}
+
+// Reads the child's log lines up to the one of step `at`, then sends it sig and waits.
+// Returns its exit code (128 + signal if the signal ended it); *last the last step it printed.
+static int stop_dino_at(pid_t pid, FILE *out, int at, int sig, int *last, char *tail, size_t tail_size) {
+    char line[1024];
+    int step = 0;
+    while (step < at && fgets(line, sizeof(line), out) != NULL)
+        if (strncmp(line, "step ", 5) == 0) step = atoi(line + 5);
+    kill(pid, sig);
+    tail[0] = '\0';
+    while (fgets(line, sizeof(line), out) != NULL) { // the child may have run a little further
+        if (strncmp(line, "step ", 5) == 0) step = atoi(line + 5);
+        if (strncmp(line, "interrupted", 11) == 0) snprintf(tail, tail_size, "%s", line);
+    }
+    fclose(out);
+    int status;
+    waitpid(pid, &status, 0);
+    *last = step;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// log.csv without the columns that measure time (img/s, elapsed): what must be equal.
+static char *log_without_times(const char *path) {
+    size_t n;
+    char *text = read_file(path, &n);
+    if (text == NULL) return NULL;
+    char *out = (char *)mallocCheck(n + 1), *o = out;
+    for (char *line = strtok(text, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+        int commas = 0;
+        for (char *c = line; *c && commas < 9; c++) { if (*c == ',') commas++; if (commas < 9) *o++ = *c; }
+        *o++ = '\n';
+    }
+    *o = '\0';
+    free(text);
+    return out;
+}
+
+static int checkpoint_step(const char *path) {
+    int32_t h[CKPT_HEADER];
+    FILE *f = fopen(path, "rb");
+    int ok = f != NULL && fread(h, 4, CKPT_HEADER, f) == CKPT_HEADER;
+    if (f) fclose(f);
+    return ok ? h[CKPT_STATE] : -1;
+}
+
+// The run killed (SIGKILL, or stopped with SIGINT / SIGTERM) at a random step and resumed
+// from its last checkpoint must end with exactly the log and the checkpoint of a run that
+// was never interrupted.
+static void test_kill_and_resume(void) {
+    const int steps = 80;
+    char args[4096], ref_dir[600], ref_model[700], ref_log[700];
+    snprintf(ref_dir, sizeof(ref_dir), "%s/uninterrupted", tmpdir);
+    snprintf(ref_model, sizeof(ref_model), "%s/model.bin", ref_dir);
+    snprintf(ref_log, sizeof(ref_log), "%s/log.csv", ref_dir);
+    snprintf(args, sizeof(args), "train " TINY_FLAGS " --steps %d --save-every 3 --log-every 1 --out %s", steps, ref_dir);
+    char err[2048];
+    int lines;
+    report(run_dino("", args, err, sizeof(err), &lines) == 0, "an uninterrupted %d-step run", steps);
+    char *want_log = log_without_times(ref_log);
+    srand((unsigned)time(NULL) ^ (unsigned)getpid());
+    const int sigs[3] = { SIGKILL, SIGINT, SIGTERM };
+    const char *names[3] = { "SIGKILL", "SIGINT", "SIGTERM" };
+    for (int i = 0; i < 3; i++) {
+        char dir[600], model[700], log[700], tail[1024];
+        snprintf(dir, sizeof(dir), "%s/killed_%d", tmpdir, i);
+        snprintf(model, sizeof(model), "%s/model.bin", dir);
+        snprintf(log, sizeof(log), "%s/log.csv", dir);
+        int at = 4 + rand() % 20, last; // the pipe lets the child run at most ~35 steps past it: it cannot finish
+        snprintf(args, sizeof(args), "train " TINY_FLAGS " --steps %d --save-every 3 --log-every 1 --out %s", steps, dir);
+        FILE *out;
+        pid_t pid = start_dino(args, &out);
+        int rc = stop_dino_at(pid, out, at, sigs[i], &last, tail, sizeof(tail));
+        int saved = checkpoint_step(model);
+        Dino d;
+        int loads = checkpoint_read(&d, model) == 0;
+        if (loads) dino_free(&d);
+        if (sigs[i] == SIGKILL)
+            report(rc == 128 + SIGKILL && last < steps && loads && saved > 0 && saved <= last,
+                   "SIGKILL after step %d (it got to %d): the checkpoint on disk is complete (step %d)", at, last, saved);
+        else
+            report(rc == 0 && loads && saved == last && strstr(tail, "interrupted") != NULL,
+                   "%s after step %d: exits 0 having saved step %d: %.*s", names[i], last, saved, (int)strcspn(tail, "\n"), tail);
+        snprintf(args, sizeof(args), "train " TINY_FLAGS " --resume %s --log-every 1", model);
+        rc = run_dino("", args, err, sizeof(err), &lines);
+        char *got_log = log_without_times(log);
+        int same_log = got_log != NULL && want_log != NULL && strcmp(got_log, want_log) == 0;
+        report(rc == 0 && same_bytes(model, ref_model) && same_log,
+               "resumed from step %d: log.csv (%d lines) and model.bin equal the uninterrupted run's, bit for bit", saved, steps + 1);
+        free(got_log);
+    }
+    free(want_log);
+}
+
+// Every input kept in fuzz/regressions/<target>/ (inputs that once crashed or hung a
+// reader, see fuzz/README.md) goes through the reader again; make sanitize checks them
+// with AddressSanitizer.
+static void test_fuzz_regressions(void) {
+    const char *targets[4] = { "checkpoint", "cifar", "idx", "image_folder" };
+    void (*feed[4])(const uint8_t *, size_t) = { fuzz_checkpoint, fuzz_cifar, fuzz_idx, fuzz_image_folder };
+    int count = 0;
+    for (int t = 0; t < 4; t++) {
+        char dir[256];
+        snprintf(dir, sizeof(dir), "fuzz/regressions/%s", targets[t]);
+        int n;
+        char **names = list_dir(dir, 0, &n);
+        for (int i = 0; i < n; i++) {
+            char path[600];
+            snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+            size_t size;
+            char *data = read_file(path, &size);
+            feed[t]((const uint8_t *)data, size);
+            free(data);
+            count++;
+        }
+        if (names != NULL) free_list(names, n);
+    }
+    report(count > 0, "%d inputs kept in fuzz/regressions/ go through their readers again without a crash", count);
+}
+
 int main(void) {
     load_reference("data/reference.bin");
 #ifdef _OPENMP
@@ -1370,6 +1821,13 @@ int main(void) {
     test_npy();
     test_torch_interop();
     test_linear_probe();
+    printf("-- bad input and interruptions (./dino as a child process)\n");
+    test_bad_command_lines();
+    test_bad_data();
+    test_bad_checkpoints_and_outputs();
+    test_divergence();
+    test_kill_and_resume();
+    test_fuzz_regressions();
     char cmd[300];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
     if (system(cmd) != 0) printf("note: could not remove %s\n", tmpdir);
