@@ -2446,14 +2446,20 @@ typedef struct {
     double eval_cost;       // --minutes: expected seconds of one periodic k-NN (0 = learn it)
 } TrainLoop;
 
+// Fit the schedules to a run of `total` steps (--steps, --minutes): the recipe's epochs
+// become fractions of the run, so warm-ups keep their share.
+void fit_schedules(Config *c, int total) {
+    c->total_steps = total;
+    c->steps_per_epoch = total / c->epochs > 0 ? total / c->epochs : 1;
+}
+
 // --minutes: the run's length was fitted to a probe of a few steps, which misses data loading,
 // logging, k-NN evaluations and a machine that is busier than it was. Fit the schedules again
 // to the measured pace of this run: the recipe's epochs stay fractions of the run.
 static int refit_schedules(Dino *d, const TrainLoop *loop, int step, int end, double now, double per_step, double per_eval) {
     double cost = per_step + (loop->eval_every > 0 ? per_eval / loop->eval_every : 0.0);
     int total = step + (int)fmax(1.0, (loop->deadline - now) / cost);
-    d->cfg.total_steps = total;
-    d->cfg.steps_per_epoch = total / d->cfg.epochs > 0 ? total / d->cfg.epochs : 1;
+    fit_schedules(&d->cfg, total);
     if (total != end)
         printf("pace: %.3f s/step%s -> the run ends at step %d\n", per_step, loop->eval_every > 0 ? " and k-NN" : "", total);
     return total;
@@ -3137,11 +3143,8 @@ static int cmd_train(int argc, char **argv) {
             if (epochs > 0) cfg.epochs = epochs;
             total = cfg.epochs * per_epoch;
         }
-        if (minutes > 0 || steps > 0) {
-            // the recipe's epochs become fractions of the run: warm-ups keep their share
-            cfg.total_steps = total;
-            cfg.steps_per_epoch = total / cfg.epochs > 0 ? total / cfg.epochs : 1;
-        } else {
+        if (minutes > 0 || steps > 0) fit_schedules(&cfg, total);
+        else {
             cfg.steps_per_epoch = per_epoch;
             cfg.total_steps = 0;
         }
