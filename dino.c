@@ -371,7 +371,12 @@ static void matmul_blocked(float *Cm, size_t ldc, const float *A, size_t sai, si
                 float Bp[MM_KC * MM_NR];  // Bp[k][j] = B(k0 + k, n0 + j)
                 int nr = imin(MM_NR, Nc - n0);
                 for (int k = 0; k < kc; k++) {
-                    for (int j = 0; j < nr; j++) Bp[k * MM_NR + j] = B[(k0 + k) * sbk + (n0 + j) * sbj];
+                    const float *brow = B + (k0 + k) * sbk + n0 * sbj;
+                    if (sbj == 1 && nr == MM_NR) { // a whole row of the strip, contiguous: copied a vector at a time
+                        #pragma omp simd
+                        for (int j = 0; j < MM_NR; j++) Bp[k * MM_NR + j] = brow[j];
+                    } else
+                        for (int j = 0; j < nr; j++) Bp[k * MM_NR + j] = brow[j * sbj];
                     for (int j = nr; j < MM_NR; j++) Bp[k * MM_NR + j] = 0.0f;
                 }
                 for (int i0 = m0; i0 < m0 + mc; i0 += MM_MR) {
@@ -404,9 +409,26 @@ static void matmul_blocked(float *Cm, size_t ldc, const float *A, size_t sai, si
 }
 
 // y = x W^T + b, the nn.Linear of PyTorch, with W stored (out, in) like PyTorch does.
+// matmul_blocked reads B = W^T a row of OC floats at a time; rows of W^T are columns of W,
+// so W is transposed once per call into a scratch buffer (it would otherwise be gathered
+// column by column for every block of rows of x). The buffer grows to the largest weight
+// on the first step and is reused after: no allocation in a training step.
+static float *wt_scratch = NULL;
+static size_t wt_capacity = 0;
+
 void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC) {
     // out is (N, OC), inp is (N, C), weight is (OC, C), bias is (OC) or NULL
-    matmul_blocked(out, OC, inp, C, 1, weight, 1, C, N, OC, C, 1, bias, NULL);
+    size_t n = (size_t)C * OC;
+    if (n > wt_capacity) {
+        free(wt_scratch);
+        wt_scratch = (float *)mallocCheck(n * sizeof(float));
+        wt_capacity = n;
+    }
+    float *wt = wt_scratch; // wt[c][o] = weight[o][c]
+    #pragma omp parallel for
+    for (int c = 0; c < C; c++)
+        for (int o = 0; o < OC; o++) wt[(size_t)c * OC + o] = weight[(size_t)o * C + c];
+    matmul_blocked(out, OC, inp, C, 1, wt, OC, 1, N, OC, C, 1, bias, NULL);
 }
 
 void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
@@ -2309,9 +2331,14 @@ void knn_classify(float *top1, float *top5, const int *ks, int nk, const float *
     int hits1[nk], hits5[nk];
     for (int q = 0; q < nk; q++) hits1[q] = hits5[q] = 0;
     float *sims = (float *)mallocCheck((size_t)chunk * ntrain * sizeof(float));
+    float *train_t = (float *)mallocCheck((size_t)D * ntrain * sizeof(float)); // (D, ntrain)
+    #pragma omp parallel for
+    for (int d = 0; d < D; d++)
+        for (int j = 0; j < ntrain; j++) train_t[(size_t)d * ntrain + j] = train[(size_t)j * D + d];
     for (int start = 0; start < ntest; start += chunk) {
         int rows = ntest - start < chunk ? ntest - start : chunk;
-        matmul_forward(sims, test + (size_t)start * D, train, NULL, rows, D, ntrain); // cosines
+        // cosines: sims (rows, ntrain) = test rows (rows, D) @ train_t (D, ntrain)
+        matmul_blocked(sims, ntrain, test + (size_t)start * D, D, 1, train_t, ntrain, 1, rows, ntrain, D, 1, NULL, NULL);
         int h1[rows][nk], h5[rows][nk]; // per test row, summed below in a fixed order
         #pragma omp parallel for
         for (int r = 0; r < rows; r++) {
@@ -2341,6 +2368,7 @@ void knn_classify(float *top1, float *top5, const int *ks, int nk, const float *
     }
     for (int q = 0; q < nk; q++) { top1[q] = 100.0f * hits1[q] / ntest; top5[q] = 100.0f * hits5[q] / ntest; }
     free(sims);
+    free(train_t);
 }
 
 #define KNN_NK 4
