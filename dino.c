@@ -347,6 +347,65 @@ static int imin(int a, int b) { return a < b ? a : b; }
 
 // A(i,k) = A[i*sai + k*sak], B(k,j) = B[k*sbk + j*sbj]. overwrite: Cm = bias + A B (bias may be
 // NULL) instead of Cm += A B. rowsum, if not NULL, gets += the row sums of A.
+// matmul_rows computes rows m0 .. m0+mc-1 of Cm (mc <= MM_MC) on the calling thread.
+static void matmul_rows(float *Cm, size_t ldc, const float *A, size_t sai, size_t sak,
+                        const float *B, size_t sbk, size_t sbj, int M, int Nc, int K,
+                        int overwrite, const float *bias, float *rowsum, int m0, int mc) {
+    float rs[MM_MC] = {0};
+    for (int k0 = 0; k0 < K; k0 += MM_KC) {
+        int kc = imin(MM_KC, K - k0);
+        if (rowsum != NULL)
+            for (int k = 0; k < kc; k++)
+                for (int i = 0; i < mc; i++) rs[i] += A[(m0 + i) * sai + (k0 + k) * sak];
+        for (int n0 = 0; n0 < Nc; n0 += MM_NR) {
+            float Bp[MM_KC * MM_NR];  // Bp[k][j] = B(k0 + k, n0 + j)
+            int nr = imin(MM_NR, Nc - n0);
+            for (int k = 0; k < kc; k++) {
+                const float *brow = B + (k0 + k) * sbk + n0 * sbj;
+                if (sbj == 1 && nr == MM_NR) { // a whole row of the strip, contiguous: copied a vector at a time
+                    #pragma omp simd
+                    for (int j = 0; j < MM_NR; j++) Bp[k * MM_NR + j] = brow[j];
+                } else
+                    for (int j = 0; j < nr; j++) Bp[k * MM_NR + j] = brow[j * sbj];
+                for (int j = nr; j < MM_NR; j++) Bp[k * MM_NR + j] = 0.0f;
+            }
+            for (int i0 = m0; i0 < m0 + mc; i0 += MM_MR) {
+                // rows past M read row M-1 (valid memory); their results are not stored
+                const float *a[MM_MR];
+                for (int r = 0; r < MM_MR; r++) a[r] = A + imin(i0 + r, M - 1) * sai + k0 * sak;
+                float acc[MM_MR][MM_NR] = {{0}};
+                for (int k = 0; k < kc; k++) {
+                    const float *b = Bp + k * MM_NR;
+                    for (int r = 0; r < MM_MR; r++) {
+                        float ar = a[r][k * sak];
+                        #pragma omp simd simdlen(16)
+                        for (int j = 0; j < MM_NR; j++) acc[r][j] += ar * b[j];
+                    }
+                }
+                int mr = imin(MM_MR, m0 + mc - i0);
+                for (int r = 0; r < mr; r++) {
+                    float *c = Cm + (i0 + r) * ldc + n0;
+                    for (int j = 0; j < nr; j++) {
+                        float init = !overwrite || k0 > 0 ? c[j] : bias != NULL ? bias[n0 + j] : 0.0f;
+                        c[j] = init + acc[r][j];
+                    }
+                }
+            }
+        }
+    }
+    if (rowsum != NULL)
+        for (int i = 0; i < mc; i++) rowsum[m0 + i] += rs[i];
+}
+
+// All of Cm on the calling thread: the attention's products, one (image, head) per thread
+// of its own parallel loop (a parallel region per small product would cost more than it).
+static void matmul_serial(float *Cm, size_t ldc, const float *A, size_t sai, size_t sak,
+                          const float *B, size_t sbk, size_t sbj, int M, int Nc, int K, int overwrite) {
+    for (int m0 = 0; m0 < M; m0 += MM_MC)
+        matmul_rows(Cm, ldc, A, sai, sak, B, sbk, sbj, M, Nc, K, overwrite, NULL, NULL, m0, imin(MM_MC, M - m0));
+}
+
+// All of Cm, the rows shared out among the threads in blocks of at most MM_MC.
 static void matmul_blocked(float *Cm, size_t ldc, const float *A, size_t sai, size_t sak,
                            const float *B, size_t sbk, size_t sbj, int M, int Nc, int K,
                            int overwrite, const float *bias, float *rowsum) {
@@ -359,54 +418,10 @@ static void matmul_blocked(float *Cm, size_t ldc, const float *A, size_t sai, si
     units = (units + threads - 1) / threads * threads;
     int MC = ((M + units - 1) / units + MM_MR - 1) / MM_MR * MM_MR;
     #pragma omp parallel for schedule(dynamic, 1)
-    for (int m0 = 0; m0 < M; m0 += MC) {
-        int mc = imin(MC, M - m0);
-        float rs[MM_MC] = {0};
-        for (int k0 = 0; k0 < K; k0 += MM_KC) {
-            int kc = imin(MM_KC, K - k0);
-            if (rowsum != NULL)
-                for (int k = 0; k < kc; k++)
-                    for (int i = 0; i < mc; i++) rs[i] += A[(m0 + i) * sai + (k0 + k) * sak];
-            for (int n0 = 0; n0 < Nc; n0 += MM_NR) {
-                float Bp[MM_KC * MM_NR];  // Bp[k][j] = B(k0 + k, n0 + j)
-                int nr = imin(MM_NR, Nc - n0);
-                for (int k = 0; k < kc; k++) {
-                    const float *brow = B + (k0 + k) * sbk + n0 * sbj;
-                    if (sbj == 1 && nr == MM_NR) { // a whole row of the strip, contiguous: copied a vector at a time
-                        #pragma omp simd
-                        for (int j = 0; j < MM_NR; j++) Bp[k * MM_NR + j] = brow[j];
-                    } else
-                        for (int j = 0; j < nr; j++) Bp[k * MM_NR + j] = brow[j * sbj];
-                    for (int j = nr; j < MM_NR; j++) Bp[k * MM_NR + j] = 0.0f;
-                }
-                for (int i0 = m0; i0 < m0 + mc; i0 += MM_MR) {
-                    // rows past M read row M-1 (valid memory); their results are not stored
-                    const float *a[MM_MR];
-                    for (int r = 0; r < MM_MR; r++) a[r] = A + imin(i0 + r, M - 1) * sai + k0 * sak;
-                    float acc[MM_MR][MM_NR] = {{0}};
-                    for (int k = 0; k < kc; k++) {
-                        const float *b = Bp + k * MM_NR;
-                        for (int r = 0; r < MM_MR; r++) {
-                            float ar = a[r][k * sak];
-                            #pragma omp simd simdlen(16)
-                            for (int j = 0; j < MM_NR; j++) acc[r][j] += ar * b[j];
-                        }
-                    }
-                    int mr = imin(MM_MR, m0 + mc - i0);
-                    for (int r = 0; r < mr; r++) {
-                        float *c = Cm + (i0 + r) * ldc + n0;
-                        for (int j = 0; j < nr; j++) {
-                            float init = !overwrite || k0 > 0 ? c[j] : bias != NULL ? bias[n0 + j] : 0.0f;
-                            c[j] = init + acc[r][j];
-                        }
-                    }
-                }
-            }
-        }
-        if (rowsum != NULL)
-            for (int i = 0; i < mc; i++) rowsum[m0 + i] += rs[i];
-    }
+    for (int m0 = 0; m0 < M; m0 += MC)
+        matmul_rows(Cm, ldc, A, sai, sak, B, sbk, sbj, M, Nc, K, overwrite, bias, rowsum, m0, imin(MC, M - m0));
 }
+
 
 // y = x W^T + b, the nn.Linear of PyTorch, with W stored (out, in) like PyTorch does.
 // matmul_blocked reads B = W^T a row of OC floats at a time; rows of W^T are columns of W,
@@ -457,9 +472,9 @@ static inline float exp_simd(float x) {
 // token [q (NH heads x hs), k (...), v (...)], the layout of the official reshape
 // (B, T, 3, NH, hs). att keeps the softmax probabilities: the backward pass needs them,
 // and the attention maps of the paper's figures are the CLS row of the last block's.
-// Each (image, head) is a few small matrix products; matmul_blocked reads q, k and v in
+// Each (image, head) is a few small matrix products; matmul_serial reads q, k and v in
 // place through its strides (a row of q is 3D floats after the previous one), transposes
-// included, and runs serially inside this loop's threads.
+// included, on the thread of this loop that took the (image, head).
 void attention_forward(float *out, float *att, const float *qkv, int R, int T, int D, int NH) {
     // out is (R, T, D), att is (R, NH, T, T), qkv is (R, T, 3D)
     int hs = D / NH;
@@ -470,7 +485,7 @@ void attention_forward(float *out, float *att, const float *qkv, int R, int T, i
             const float *q = qkv + (size_t)r * T * 3 * D + h * hs, *k = q + D, *v = q + 2 * D;
             float *a = att + ((size_t)r * NH + h) * T * T, *o = out + (size_t)r * T * D + h * hs;
             // s = q k^T (T, T), then a = softmax(s * scale) row by row
-            matmul_blocked(a, T, q, 3 * D, 1, k, 1, 3 * D, T, T, hs, 1, NULL, NULL);
+            matmul_serial(a, T, q, 3 * D, 1, k, 1, 3 * D, T, T, hs, 1);
             for (int t = 0; t < T; t++) {
                 float *row = a + (size_t)t * T, maxval = -INFINITY, sum = 0.0f;
                 for (int t2 = 0; t2 < T; t2++) { row[t2] *= scale; maxval = fmaxf(maxval, row[t2]); }
@@ -479,7 +494,7 @@ void attention_forward(float *out, float *att, const float *qkv, int R, int T, i
                 for (int t2 = 0; t2 < T; t2++) row[t2] /= sum;
             }
             // out = a v (T, hs), this head's columns of out
-            matmul_blocked(o, D, a, T, 1, v, 3 * D, 1, T, hs, T, 1, NULL, NULL);
+            matmul_serial(o, D, a, T, 1, v, 3 * D, 1, T, hs, T, 1);
         }
     }
 }
@@ -496,8 +511,8 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv, const 
             const float *a = att + ((size_t)r * NH + h) * T * T, *dy = dout + (size_t)r * T * D + h * hs;
             float ds[T * T];
             // out = a v  ->  da = dy v^T (kept in ds),  dv += a^T dy
-            matmul_blocked(ds, T, dy, D, 1, v, 1, 3 * D, T, T, hs, 1, NULL, NULL);
-            matmul_blocked(dv, 3 * D, a, 1, T, dy, D, 1, T, hs, T, 0, NULL, NULL);
+            matmul_serial(ds, T, dy, D, 1, v, 1, 3 * D, T, T, hs, 1);
+            matmul_serial(dv, 3 * D, a, 1, T, dy, D, 1, T, hs, T, 0);
             // a = softmax(s * scale)  ->  ds = a (da - sum_t2 a da) * scale, row by row
             for (int t = 0; t < T; t++) {
                 const float *arow = a + (size_t)t * T;
@@ -507,8 +522,8 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv, const 
                 for (int t2 = 0; t2 < T; t2++) row[t2] = arow[t2] * (row[t2] - dot) * scale;
             }
             // s = q k^T  ->  dq += ds k,  dk += ds^T q
-            matmul_blocked(dq, 3 * D, ds, T, 1, k, 3 * D, 1, T, hs, T, 0, NULL, NULL);
-            matmul_blocked(dk, 3 * D, ds, 1, T, q, 3 * D, 1, T, hs, T, 0, NULL, NULL);
+            matmul_serial(dq, 3 * D, ds, T, 1, k, 3 * D, 1, T, hs, T, 0);
+            matmul_serial(dk, 3 * D, ds, 1, T, q, 3 * D, 1, T, hs, T, 0);
         }
     }
 }
