@@ -1432,17 +1432,35 @@ void set_schedules(Dino *d, int it) {
 // utils.clip_gradients: each parameter tensor on its own (not one global norm); a tensor
 // whose gradient norm exceeds clip is scaled by clip / (norm + 1e-6). Our per-block tensors
 // are stacked, so each block's slice is one official tensor.
+// Sum of x[j]^2: blocks of SUMSQ_BLOCK summed in parallel, then the blocks' sums in order,
+// so the result does not depend on the number of threads.
+#define SUMSQ_BLOCK 16384
+static double sum_squares(const float *x, size_t n) {
+    size_t nb = (n + SUMSQ_BLOCK - 1) / SUMSQ_BLOCK;
+    double partial[nb > 0 ? nb : 1], ss = 0.0;
+    #pragma omp parallel for if (nb > 1)
+    for (size_t b = 0; b < nb; b++) {
+        size_t end = (b + 1) * SUMSQ_BLOCK < n ? (b + 1) * SUMSQ_BLOCK : n;
+        double s = 0.0;
+        for (size_t j = b * SUMSQ_BLOCK; j < end; j++) s += (double)x[j] * x[j];
+        partial[b] = s;
+    }
+    for (size_t b = 0; b < nb; b++) ss += partial[b];
+    return ss;
+}
+
 void clip_gradients(Dino *d, float clip) {
     float *g = d->grads;
     for (int i = 0; i < NUM_PARAM_TENSORS; i++) {
         int slices = param_info[i].per_block ? d->cfg.depth : 1;
         size_t n = d->param_sizes[i] / slices;
         for (int s = 0; s < slices; s++, g += n) {
-            double ss = 0.0;
-            for (size_t j = 0; j < n; j++) ss += (double)g[j] * g[j];
+            double ss = sum_squares(g, n);
             float coef = clip / ((float)sqrt(ss) + 1e-6f);
-            if (coef < 1.0f)
+            if (coef < 1.0f) {
+                #pragma omp parallel for
                 for (size_t j = 0; j < n; j++) g[j] *= coef;
+            }
         }
     }
 }
@@ -1506,9 +1524,10 @@ float dino_step(Dino *d, const float *globals, const float *locals) {
     memset(d->dlogits, 0, (size_t)d->RS * c->out_dim * sizeof(float));
     dino_loss_backward(d->dlogits, d->ps, d->pt, c->student_temp, c->batch, 2 + c->n_local, c->out_dim);
     student_backward(d, use_dp);
-    float gsum = 0.0f; // a NaN or an infinity anywhere makes the sum non-finite
-    for (size_t j = 0; j < d->num_params; j++) gsum += d->grads[j] * 0.0f;
-    if (!isfinite(gsum)) return NAN; // nothing updated: the caller stops the run
+    int finite = 1;
+    #pragma omp parallel for reduction(&& : finite)
+    for (size_t j = 0; j < d->num_params; j++) finite = finite && isfinite(d->grads[j]);
+    if (!finite) return NAN; // nothing updated: the caller stops the run
     if (c->clip_grad > 0.0f) clip_gradients(d, c->clip_grad);
     adamw_update(d, epoch < c->freeze_last_layer);
     ema_update(d, d->momentum);
