@@ -1431,42 +1431,40 @@ void set_schedules(Dino *d, int it) {
         : c->teacher_temp;
 }
 
-// Sum of x[j]^2: blocks of SUMSQ_BLOCK summed in parallel, then the blocks' sums in order,
-// so the result does not depend on the number of threads.
-#define SUMSQ_BLOCK 16384
-static double sum_squares(const float *x, size_t n) {
-    size_t nb = (n + SUMSQ_BLOCK - 1) / SUMSQ_BLOCK;
-    double partial[nb > 0 ? nb : 1], ss = 0.0;
-    #pragma omp parallel for if (nb > 1)
-    for (size_t b = 0; b < nb; b++) {
-        size_t end = (b + 1) * SUMSQ_BLOCK < n ? (b + 1) * SUMSQ_BLOCK : n;
-        double s = 0.0;
-        for (size_t j = b * SUMSQ_BLOCK; j < end; j++) s += (double)x[j] * x[j];
-        partial[b] = s;
-    }
-    for (size_t b = 0; b < nb; b++) ss += partial[b];
-    return ss;
-}
-
 // utils.clip_gradients: each parameter tensor on its own (not one global norm); a tensor
 // whose gradient norm exceeds clip is scaled by clip / (norm + 1e-6). Our per-block tensors
 // are stacked, so each block's slice is one official tensor. clip 0: no clipping.
 // The norms also check the gradients: returns 0 if one is NaN or infinite (its tensor's sum
 // of squares is then not finite), and the caller stops the run.
 int clip_gradients(Dino *d, float clip) {
-    float *g = d->grads;
+    // the official tensors as (offset, size) in the gradient vector
+    int depth = d->cfg.depth, nt = 0;
+    size_t off[NUM_PARAM_TENSORS * depth], len[NUM_PARAM_TENSORS * depth], o = 0;
     for (int i = 0; i < NUM_PARAM_TENSORS; i++) {
-        int slices = param_info[i].per_block ? d->cfg.depth : 1;
-        size_t n = d->param_sizes[i] / slices;
-        for (int s = 0; s < slices; s++, g += n) {
-            double ss = sum_squares(g, n);
-            if (!isfinite(ss)) return 0;
-            float coef = clip / ((float)sqrt(ss) + 1e-6f);
-            if (clip > 0.0f && coef < 1.0f) {
-                #pragma omp parallel for
-                for (size_t j = 0; j < n; j++) g[j] *= coef;
-            }
+        int slices = param_info[i].per_block ? depth : 1;
+        for (int s = 0; s < slices; s++, nt++) {
+            len[nt] = d->param_sizes[i] / slices;
+            off[nt] = o;
+            o += len[nt];
         }
+    }
+    // one thread sums each tensor, in order: the result does not depend on the threads
+    float coef[nt];
+    int finite = 1;
+    #pragma omp parallel for schedule(dynamic, 1) reduction(&& : finite)
+    for (int t = 0; t < nt; t++) {
+        const float *g = d->grads + off[t];
+        double ss = 0.0;
+        for (size_t j = 0; j < len[t]; j++) ss += (double)g[j] * g[j];
+        finite = finite && isfinite(ss);
+        coef[t] = clip / ((float)sqrt(ss) + 1e-6f);
+    }
+    if (!finite) return 0;
+    if (clip > 0.0f) {
+        #pragma omp parallel for schedule(dynamic, 1)
+        for (int t = 0; t < nt; t++)
+            if (coef[t] < 1.0f)
+                for (size_t j = 0; j < len[t]; j++) d->grads[off[t] + j] *= coef[t];
     }
     return 1;
 }
@@ -1479,23 +1477,27 @@ void adamw_update(Dino *d, int freeze_last) {
     const float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;
     d->adam_steps++;
     if (!freeze_last) d->adam_steps_last++;
-    size_t offset = 0;
-    for (int i = 0; i < NUM_PARAM_TENSORS; i++) {
-        size_t n = d->param_sizes[i];
-        float *p = d->params + offset, *g = d->grads + offset, *m = d->adam_m + offset, *v = d->adam_v + offset;
-        offset += n;
-        if (i == P_LASTV && freeze_last) continue;
-        int t = i == P_LASTV ? d->adam_steps_last : d->adam_steps;
-        double bias_correction1 = 1.0 - pow(beta1, t), bias_correction2 = 1.0 - pow(beta2, t);
-        float decay = param_info[i].decay ? (float)(1.0 - (double)d->lr * d->wd) : 1.0f;
-        float step_size = (float)(d->lr / bias_correction1), bc2_sqrt = (float)sqrt(bias_correction2);
-        #pragma omp parallel for
-        for (size_t j = 0; j < n; j++) {
-            p[j] *= decay;                                   // param.mul_(1 - lr * wd)
-            m[j] += (1.0f - beta1) * (g[j] - m[j]);          // exp_avg.lerp_(grad, 1 - beta1)
-            v[j] = beta2 * v[j] + (1.0f - beta2) * g[j] * g[j];
-            float denom = sqrtf(v[j]) / bc2_sqrt + eps;
-            p[j] -= step_size * m[j] / denom;
+    // one parallel region: every thread walks the tensors and takes its share of each
+    #pragma omp parallel
+    {
+        size_t offset = 0;
+        for (int i = 0; i < NUM_PARAM_TENSORS; i++) {
+            size_t n = d->param_sizes[i];
+            float *p = d->params + offset, *g = d->grads + offset, *m = d->adam_m + offset, *v = d->adam_v + offset;
+            offset += n;
+            if (i == P_LASTV && freeze_last) continue;
+            int t = i == P_LASTV ? d->adam_steps_last : d->adam_steps;
+            double bias_correction1 = 1.0 - pow(beta1, t), bias_correction2 = 1.0 - pow(beta2, t);
+            float decay = param_info[i].decay ? (float)(1.0 - (double)d->lr * d->wd) : 1.0f;
+            float step_size = (float)(d->lr / bias_correction1), bc2_sqrt = (float)sqrt(bias_correction2);
+            #pragma omp for nowait
+            for (size_t j = 0; j < n; j++) {
+                p[j] *= decay;                                   // param.mul_(1 - lr * wd)
+                m[j] += (1.0f - beta1) * (g[j] - m[j]);          // exp_avg.lerp_(grad, 1 - beta1)
+                v[j] = beta2 * v[j] + (1.0f - beta2) * g[j] * g[j];
+                float denom = sqrtf(v[j]) / bc2_sqrt + eps;
+                p[j] -= step_size * m[j] / denom;
+            }
         }
     }
 }
