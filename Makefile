@@ -48,7 +48,7 @@ test: dino test_dino
 # network allows, else the built-in synthetic set (with a notice). DATA=path trains on any
 # supported data set; MINUTES sets the training budget (the k-NN evaluations come on top).
 # It ends with the attention maps of 4 held-out images in runs/<run>/attention/ (seconds).
-MINUTES ?= 7
+MINUTES ?= 8
 DATA ?=
 train: dino
 	@set -e; data="$(DATA)"; \
