@@ -450,9 +450,10 @@ void matmul_forward(float *out, const float *inp, const float *weight, const flo
 
 void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                      const float *weight, int N, int C, int OC) {
-    // forward: out[n,o] = bias[o] + sum_i inp[n,i] weight[o,i]. Accumulates into dinp (may be
-    // NULL), dweight and dbias (may be NULL).
-    if (dinp != NULL) matmul_blocked(dinp, C, dout, OC, 1, weight, C, 1, N, C, OC, 0, NULL, NULL);
+    // forward: out[n,o] = bias[o] + sum_i inp[n,i] weight[o,i]. Writes dinp (may be NULL: the
+    // first layer's input needs no gradient); accumulates into dweight and dbias (may be NULL),
+    // which sum over the passes of a step.
+    if (dinp != NULL) matmul_blocked(dinp, C, dout, OC, 1, weight, C, 1, N, C, OC, 1, NULL, NULL);
     matmul_blocked(dweight, C, dout, 1, OC, inp, C, 1, OC, C, N, 0, NULL, dbias);
 }
 
@@ -502,7 +503,8 @@ void attention_forward(float *out, float *att, const float *qkv, int R, int T, i
 }
 
 void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att, int R, int T, int D, int NH) {
-    // forward: s = q k^T;  a = softmax(s * scale) by rows;  out = a v. Accumulates into dqkv.
+    // forward: s = q k^T;  a = softmax(s * scale) by rows;  out = a v. Writes dqkv (each
+    // (image, head) its own columns of dq, dk and dv, each by one product).
     int hs = D / NH;
     float scale = 1.0f / sqrtf((float)hs);
     #pragma omp parallel for collapse(2)
@@ -512,9 +514,9 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv, const 
             float *dq = dqkv + (size_t)r * T * 3 * D + h * hs, *dk = dq + D, *dv = dq + 2 * D;
             const float *a = att + ((size_t)r * NH + h) * T * T, *dy = dout + (size_t)r * T * D + h * hs;
             float ds[T * T];
-            // out = a v  ->  da = dy v^T (kept in ds),  dv += a^T dy
+            // out = a v  ->  da = dy v^T (kept in ds),  dv = a^T dy
             matmul_serial(ds, T, dy, D, 1, v, 1, 3 * D, T, T, hs, 1);
-            matmul_serial(dv, 3 * D, a, 1, T, dy, D, 1, T, hs, T, 0);
+            matmul_serial(dv, 3 * D, a, 1, T, dy, D, 1, T, hs, T, 1);
             // a = softmax(s * scale)  ->  ds = a (da - sum_t2 a da) * scale, row by row
             for (int t = 0; t < T; t++) {
                 const float *arow = a + (size_t)t * T;
@@ -523,9 +525,9 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv, const 
                 for (int t2 = 0; t2 < T; t2++) dot += arow[t2] * row[t2];
                 for (int t2 = 0; t2 < T; t2++) row[t2] = arow[t2] * (row[t2] - dot) * scale;
             }
-            // s = q k^T  ->  dq += ds k,  dk += ds^T q
-            matmul_serial(dq, 3 * D, ds, T, 1, k, 3 * D, 1, T, hs, T, 0);
-            matmul_serial(dk, 3 * D, ds, 1, T, q, 3 * D, 1, T, hs, T, 0);
+            // s = q k^T  ->  dq = ds k,  dk = ds^T q
+            matmul_serial(dq, 3 * D, ds, T, 1, k, 3 * D, 1, T, hs, T, 1);
+            matmul_serial(dk, 3 * D, ds, 1, T, q, 3 * D, 1, T, hs, T, 1);
         }
     }
 }
@@ -1129,19 +1131,15 @@ void backbone_backward(ParameterTensors *g, BackwardScratch *w, const BackboneAc
         const float *dp_mlp = dp_scale != NULL ? dp_scale + (size_t)(2 * l + 1) * dp_stride : NULL;
         // res3 = res2 + drop_path(fc2(gelu(fc1(norm2(res2))))); dres carries on as dres2
         residual_backward_branch(w->dbranch, w->dres, dp_mlp, R, TD);
-        memset(w->dfch, 0, RT * H * sizeof(float));
         matmul_backward(w->dfch, g->fc2w + (size_t)l * D * H, g->fc2b + l * D, w->dbranch, fch_gelu, p->fc2w + (size_t)l * D * H, RT, H, D);
         gelu_backward(w->dfch, fch, w->dfch, RT * H);
-        memset(w->dln, 0, RT * D * sizeof(float));
         matmul_backward(w->dln, g->fc1w + (size_t)l * H * D, g->fc1b + l * H, w->dfch, ln2, p->fc1w + (size_t)l * H * D, RT, D, H);
         layernorm_backward(w->dres, g->ln2w + l * D, g->ln2b + l * D, w->dln, res2, p->ln2w + l * D, ln2_mean, ln2_rstd, RT, D);
         // res2 = x + drop_path(proj(attention(qkv(norm1(x))))); dres carries on as dx
         residual_backward_branch(w->dbranch, w->dres, dp_attn, R, TD);
-        memset(w->dln, 0, RT * D * sizeof(float)); // here: d atty
+        // w->dln here holds d atty, w->dbranch below d ln1 (each written by its product)
         matmul_backward(w->dln, g->projw + (size_t)l * D * D, g->projb + l * D, w->dbranch, atty, p->projw + (size_t)l * D * D, RT, D, D);
-        memset(w->dqkv, 0, RT * 3 * D * sizeof(float));
         attention_backward(w->dqkv, w->dln, qkv, att, R, T, D, NH);
-        memset(w->dbranch, 0, RT * D * sizeof(float)); // here: d ln1
         matmul_backward(w->dbranch, g->qkvw + (size_t)l * 3 * D * D, g->qkvb + l * 3 * D, w->dqkv, ln1, p->qkvw + (size_t)l * 3 * D * D, RT, D, 3 * D);
         layernorm_backward(w->dres, g->ln1w + l * D, g->ln1b + l * D, w->dbranch, x, p->ln1w + l * D, ln1_mean, ln1_rstd, RT, D);
     }
@@ -1205,19 +1203,15 @@ typedef struct { float *dzn, *dz, *dh1, *dh2, *dwn; } HeadScratch;
 void head_backward(ParameterTensors *g, float *dfeat, HeadScratch *w, const HeadActs *a, const ParameterTensors *p,
                    const Config *c, const float *feat, const float *dlogits) {
     int R = a->R, D = c->dim, HH = c->head_hidden, BN = c->bottleneck, K = c->out_dim;
-    memset(w->dzn, 0, (size_t)R * BN * sizeof(float));
     memset(w->dwn, 0, (size_t)K * BN * sizeof(float));
     matmul_backward(w->dzn, w->dwn, NULL, dlogits, a->zn, a->wn, R, BN, K);
     l2norm_backward(g->lastv, w->dwn, a->wn, a->vnorm, K, BN);
     memset(w->dz, 0, (size_t)R * BN * sizeof(float));
     l2norm_backward(w->dz, w->dzn, a->zn, a->znorm, R, BN);
-    memset(w->dh2, 0, (size_t)R * HH * sizeof(float));
     matmul_backward(w->dh2, g->head3w, g->head3b, w->dz, a->h2g, p->head3w, R, HH, BN);
     gelu_backward(w->dh2, a->h2, w->dh2, (size_t)R * HH);
-    memset(w->dh1, 0, (size_t)R * HH * sizeof(float));
     matmul_backward(w->dh1, g->head2w, g->head2b, w->dh2, a->h1g, p->head2w, R, HH, HH);
     gelu_backward(w->dh1, a->h1, w->dh1, (size_t)R * HH);
-    memset(dfeat, 0, (size_t)R * D * sizeof(float));
     matmul_backward(dfeat, g->head1w, g->head1b, w->dh1, feat, p->head1w, R, D, HH);
 }
 
