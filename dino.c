@@ -422,12 +422,22 @@ static void matmul_blocked(float *Cm, size_t ldc, const float *A, size_t sai, si
         matmul_rows(Cm, ldc, A, sai, sak, B, sbk, sbj, M, Nc, K, overwrite, bias, rowsum, m0, imin(MC, M - m0));
 }
 
+// out (cols, rows) = in (rows, cols) transposed, in 32 x 32 tiles that stay in cache; inside
+// a tile the writes run along rows of out (strided writes cost more than strided reads).
+static void transpose(float *out, const float *in, int rows, int cols) {
+    #pragma omp parallel for collapse(2)
+    for (int j0 = 0; j0 < cols; j0 += 32)
+        for (int i0 = 0; i0 < rows; i0 += 32)
+            for (int j = j0; j < imin(j0 + 32, cols); j++)
+                for (int i = i0; i < imin(i0 + 32, rows); i++) out[(size_t)j * rows + i] = in[(size_t)i * cols + j];
+}
 
 // y = x W^T + b, the nn.Linear of PyTorch, with W stored (out, in) like PyTorch does.
 // matmul_blocked reads B = W^T a row of OC floats at a time; rows of W^T are columns of W,
 // so W is transposed once per call into a scratch buffer (it would otherwise be gathered
 // column by column for every block of rows of x). The buffer grows to the largest weight
-// on the first step and is reused after: no allocation in a training step.
+// on the first step and is reused after: no allocation in a training step. (One buffer:
+// matmul_forward is called from outside parallel regions only.)
 static float *wt_scratch = NULL;
 static size_t wt_capacity = 0;
 
@@ -439,13 +449,8 @@ void matmul_forward(float *out, const float *inp, const float *weight, const flo
         wt_scratch = (float *)mallocCheck(n * sizeof(float));
         wt_capacity = n;
     }
-    float *wt = wt_scratch; // wt[c][o] = weight[o][c], in 32 x 32 tiles that stay in cache
-    #pragma omp parallel for collapse(2)
-    for (int c0 = 0; c0 < C; c0 += 32)
-        for (int o0 = 0; o0 < OC; o0 += 32)
-            for (int c = c0; c < imin(c0 + 32, C); c++)
-                for (int o = o0; o < imin(o0 + 32, OC); o++) wt[(size_t)c * OC + o] = weight[(size_t)o * C + c];
-    matmul_blocked(out, OC, inp, C, 1, wt, OC, 1, N, OC, C, 1, bias, NULL);
+    transpose(wt_scratch, weight, OC, C); // (C, OC)
+    matmul_blocked(out, OC, inp, C, 1, wt_scratch, OC, 1, N, OC, C, 1, bias, NULL);
 }
 
 void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
@@ -2364,10 +2369,8 @@ void knn_classify(float *top1, float *top5, const int *ks, int nk, const float *
     int hits1[nk], hits5[nk];
     for (int q = 0; q < nk; q++) hits1[q] = hits5[q] = 0;
     float *sims = (float *)mallocCheck((size_t)chunk * ntrain * sizeof(float));
-    float *train_t = (float *)mallocCheck((size_t)D * ntrain * sizeof(float)); // (D, ntrain)
-    #pragma omp parallel for
-    for (int d = 0; d < D; d++)
-        for (int j = 0; j < ntrain; j++) train_t[(size_t)d * ntrain + j] = train[(size_t)j * D + d];
+    float *train_t = (float *)mallocCheck((size_t)D * ntrain * sizeof(float)); // (D, ntrain), once for all chunks
+    transpose(train_t, train, ntrain, D);
     for (int start = 0; start < ntest; start += chunk) {
         int rows = ntest - start < chunk ? ntest - start : chunk;
         // cosines: sims (rows, ntrain) = test rows (rows, D) @ train_t (D, ntrain)
