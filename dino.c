@@ -327,6 +327,55 @@ void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *
     }
 }
 
+// e^x for the softmaxes and the GELU, written so loops over it vectorise (libm's expf is a
+// call the compiler cannot vectorise). x = n ln2 + r with |r| <= ln2/2 (ln2 split in two
+// parts, Cody and Waite, so n ln2 is exact), e^r from its Taylor series to r^7 (error below
+// 1e-8), 2^n built in the float's exponent bits. Relative error below 1e-7 for x in
+// [-87, 88]; inputs outside are clamped (e^-87 is 1.6e-38, float's smallest normal).
+static inline float exp_simd(float x) {
+    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    float n = (x * 1.44269504f + 12582912.0f) - 12582912.0f; // round(x / ln2): adding 1.5 * 2^23 drops the fraction
+    float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
+    float p = 1.0f + r * (1.0f + r * (1.0f / 2 + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720 + r * (1.0f / 5040)))))));
+    union { int32_t i; float f; } two_n = { ((int32_t)n + 127) << 23 };
+    return p * two_n.f;
+}
+
+// GELU, the exact erf form of nn.GELU (not the tanh approximation): y = x Phi(x), Phi the
+// standard normal CDF. Phi is computed from erfc's Chebyshev fit (Numerical Recipes' erfcc,
+// relative error below 1.2e-7 everywhere, so also in the far negative tail where libm's
+// 1 + erff(x) rounds to 0) and exp_simd: unlike calls to libm these are plain arithmetic the
+// compiler vectorises, and the GELU passes were a sixth of a training step with erff.
+#define INV_SQRT2 0.70710678118654752440f
+#define INV_SQRT_2PI 0.39894228040143267794f
+static inline float normal_cdf(float x) {
+    float a = fabsf(x) * INV_SQRT2;
+    float t = 1.0f / (1.0f + 0.5f * a);
+    float p = -1.26551223f + t * (1.00002368f + t * (0.37409196f + t * (0.09678418f + t * (-0.18628806f +
+              t * (0.27886807f + t * (-1.13520398f + t * (1.48851587f + t * (-0.82215223f + t * 0.17087277f))))))));
+    float half_erfc = 0.5f * t * exp_simd(p - a * a); // = Phi(-|x|)
+    return x < 0.0f ? half_erfc : 1.0f - half_erfc;
+}
+
+static inline float gelu(float x) { return x * normal_cdf(x); }
+// y = x Phi(x)  ->  dy/dx = Phi(x) + x phi(x), phi the standard normal density
+static inline float gelu_grad(float x) { return normal_cdf(x) + x * INV_SQRT_2PI * exp_simd(-0.5f * x * x); }
+
+// The GELU layers on their own. The network applies them fused into the products next to
+// them instead (matmul_gelu_forward, matmul_gelu_backward below): the same operations on
+// the same values, without a pass of their own over memory.
+void gelu_forward(float *restrict out, const float *restrict inp, size_t N) {
+    #pragma omp parallel for simd simdlen(16)
+    for (size_t i = 0; i < N; i++) out[i] = gelu(inp[i]);
+}
+
+void gelu_backward(float *dinp, const float *inp, const float *dout, size_t N) {
+    // Writes dinp (may alias dout).
+    #pragma omp parallel for simd simdlen(16)
+    for (size_t i = 0; i < N; i++) dinp[i] = gelu_grad(inp[i]) * dout[i];
+}
+
+
 // All three products of a linear layer have the form Cm (M, Nc) += A (M, K) @ B (K, Nc), with
 // A and B read through strides, so a transposed operand is never copied as a whole:
 //   forward   out (N, OC)      = inp (N, C)       @ weight^T (C, OC)  + bias
@@ -345,21 +394,92 @@ void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *
 
 static int imin(int a, int b) { return a < b ? a : b; }
 
+// What a product does to each finished tile of Cm (after its last k slice), while the tile
+// is still in cache: the elementwise layer next to a linear layer, fused into its product so
+// that layer needs no pass of its own over memory. The operations are those of the layer's
+// own function (gelu_forward, gelu_backward, residual_forward), so results are bit-identical.
+enum { EPI_NONE, EPI_GELU, EPI_GELU_GRAD, EPI_RESIDUAL };
+typedef struct {
+    int kind;
+    float *act;         // EPI_GELU: act = gelu(Cm), laid out as Cm
+    const float *x;     // EPI_GELU_GRAD: Cm = gelu'(x) * Cm;  EPI_RESIDUAL: Cm = x + scale * Cm; laid out as Cm
+    const float *scale; // EPI_RESIDUAL: one per image (NULL: 1), of rows_per_image rows of Cm each
+    int rows_per_image;
+} Epilogue;
+
+// One register tile of Cm, rows i0 .. i0+mr-1 and columns n0 .. n0+nr-1: init + rows a[0..MR-1]
+// of A (k = 0 .. kc-1, step sak) times Bp (kc, W), Bp's rows MM_NR floats apart; init is Cm
+// itself, or the bias (bias NULL: 0) when first is set. W is 64, 48, 32 or 16, a constant in
+// each call, so the compiler unrolls j and keeps acc in registers: the last strip of a
+// product whose width is not a multiple of 64 (the attention's T = 65 or 17 columns) costs
+// one to three vectors per row, not four.
+static inline __attribute__((always_inline)) void tile_product(float *Cm, size_t ldc, int i0, int n0, int mr, int nr,
+                                                               const float *const a[MM_MR], size_t sak, const float *Bp,
+                                                               int kc, int first, const float *bias, int W) {
+    float acc[MM_MR][MM_NR] = {{0}};
+    for (int k = 0; k < kc; k++) {
+        const float *b = Bp + k * MM_NR;
+        for (int r = 0; r < MM_MR; r++) {
+            float ar = a[r][k * sak];
+            #pragma omp simd simdlen(16)
+            for (int j = 0; j < W; j++) acc[r][j] += ar * b[j];
+        }
+    }
+    for (int r = 0; r < mr; r++) {
+        size_t o = (size_t)(i0 + r) * ldc + n0;
+        float *c = Cm + o;
+        if (!first) {
+            #pragma omp simd
+            for (int j = 0; j < nr; j++) c[j] += acc[r][j];
+        } else if (bias != NULL) {
+            #pragma omp simd
+            for (int j = 0; j < nr; j++) c[j] = bias[n0 + j] + acc[r][j];
+        } else {
+            #pragma omp simd
+            for (int j = 0; j < nr; j++) c[j] = acc[r][j];
+        }
+    }
+}
+
+// The epilogue on rows m0 .. m0+mc-1, columns n0 .. n0+nr-1 of Cm, just summed (in L2).
+static void apply_epilogue(const Epilogue *epi, float *Cm, size_t ldc, int m0, int mc, int n0, int nr) {
+    for (int i = m0; i < m0 + mc; i++) {
+        size_t o = (size_t)i * ldc + n0;
+        float *c = Cm + o;
+        if (epi->kind == EPI_GELU) {
+            float *act = epi->act + o;
+            #pragma omp simd simdlen(16)
+            for (int j = 0; j < nr; j++) act[j] = gelu(c[j]);
+        } else if (epi->kind == EPI_GELU_GRAD) {
+            const float *x = epi->x + o;
+            #pragma omp simd simdlen(16)
+            for (int j = 0; j < nr; j++) c[j] = gelu_grad(x[j]) * c[j];
+        } else if (epi->kind == EPI_RESIDUAL) {
+            const float *x = epi->x + o;
+            float s = epi->scale != NULL ? epi->scale[i / epi->rows_per_image] : 1.0f;
+            #pragma omp simd
+            for (int j = 0; j < nr; j++) c[j] = x[j] + s * c[j];
+        }
+    }
+}
+
 // A(i,k) = A[i*sai + k*sak], B(k,j) = B[k*sbk + j*sbj]. overwrite: Cm = bias + A B (bias may be
-// NULL) instead of Cm += A B. rowsum, if not NULL, gets += the row sums of A.
+// NULL) instead of Cm += A B. rowsum, if not NULL, gets += the row sums of A. epi: NULL or
+// what to do with Cm once it is complete.
 // matmul_rows computes rows m0 .. m0+mc-1 of Cm (mc <= MM_MC) on the calling thread.
 static void matmul_rows(float *Cm, size_t ldc, const float *A, size_t sai, size_t sak,
                         const float *B, size_t sbk, size_t sbj, int M, int Nc, int K,
-                        int overwrite, const float *bias, float *rowsum, int m0, int mc) {
+                        int overwrite, const float *bias, float *rowsum, const Epilogue *epi, int m0, int mc) {
     float rs[MM_MC] = {0};
     for (int k0 = 0; k0 < K; k0 += MM_KC) {
-        int kc = imin(MM_KC, K - k0);
+        int kc = imin(MM_KC, K - k0), first = overwrite && k0 == 0;
+        const Epilogue *last = k0 + kc == K && epi != NULL && epi->kind != EPI_NONE ? epi : NULL;
         if (rowsum != NULL)
             for (int k = 0; k < kc; k++)
                 for (int i = 0; i < mc; i++) rs[i] += A[(m0 + i) * sai + (k0 + k) * sak];
         for (int n0 = 0; n0 < Nc; n0 += MM_NR) {
             float Bp[MM_KC * MM_NR];  // Bp[k][j] = B(k0 + k, n0 + j)
-            int nr = imin(MM_NR, Nc - n0);
+            int nr = imin(MM_NR, Nc - n0), W = (nr + 15) / 16 * 16; // W: nr rounded up to whole vectors
             for (int k = 0; k < kc; k++) {
                 const float *brow = B + (k0 + k) * sbk + n0 * sbj;
                 if (sbj == 1 && nr == MM_NR) { // a whole row of the strip, contiguous: copied a vector at a time
@@ -367,30 +487,21 @@ static void matmul_rows(float *Cm, size_t ldc, const float *A, size_t sai, size_
                     for (int j = 0; j < MM_NR; j++) Bp[k * MM_NR + j] = brow[j];
                 } else
                     for (int j = 0; j < nr; j++) Bp[k * MM_NR + j] = brow[j * sbj];
-                for (int j = nr; j < MM_NR; j++) Bp[k * MM_NR + j] = 0.0f;
+                for (int j = nr; j < W; j++) Bp[k * MM_NR + j] = 0.0f;
             }
             for (int i0 = m0; i0 < m0 + mc; i0 += MM_MR) {
                 // rows past M read row M-1 (valid memory); their results are not stored
                 const float *a[MM_MR];
                 for (int r = 0; r < MM_MR; r++) a[r] = A + imin(i0 + r, M - 1) * sai + k0 * sak;
-                float acc[MM_MR][MM_NR] = {{0}};
-                for (int k = 0; k < kc; k++) {
-                    const float *b = Bp + k * MM_NR;
-                    for (int r = 0; r < MM_MR; r++) {
-                        float ar = a[r][k * sak];
-                        #pragma omp simd simdlen(16)
-                        for (int j = 0; j < MM_NR; j++) acc[r][j] += ar * b[j];
-                    }
-                }
                 int mr = imin(MM_MR, m0 + mc - i0);
-                for (int r = 0; r < mr; r++) {
-                    float *c = Cm + (i0 + r) * ldc + n0;
-                    for (int j = 0; j < nr; j++) {
-                        float init = !overwrite || k0 > 0 ? c[j] : bias != NULL ? bias[n0 + j] : 0.0f;
-                        c[j] = init + acc[r][j];
-                    }
+                switch (W) {
+                    case 64: tile_product(Cm, ldc, i0, n0, mr, nr, a, sak, Bp, kc, first, bias, 64); break;
+                    case 48: tile_product(Cm, ldc, i0, n0, mr, nr, a, sak, Bp, kc, first, bias, 48); break;
+                    case 32: tile_product(Cm, ldc, i0, n0, mr, nr, a, sak, Bp, kc, first, bias, 32); break;
+                    default: tile_product(Cm, ldc, i0, n0, mr, nr, a, sak, Bp, kc, first, bias, 16); break;
                 }
             }
+            if (last != NULL) apply_epilogue(last, Cm, ldc, m0, mc, n0, nr);
         }
     }
     if (rowsum != NULL)
@@ -402,13 +513,13 @@ static void matmul_rows(float *Cm, size_t ldc, const float *A, size_t sai, size_
 static void matmul_serial(float *Cm, size_t ldc, const float *A, size_t sai, size_t sak,
                           const float *B, size_t sbk, size_t sbj, int M, int Nc, int K, int overwrite) {
     for (int m0 = 0; m0 < M; m0 += MM_MC)
-        matmul_rows(Cm, ldc, A, sai, sak, B, sbk, sbj, M, Nc, K, overwrite, NULL, NULL, m0, imin(MM_MC, M - m0));
+        matmul_rows(Cm, ldc, A, sai, sak, B, sbk, sbj, M, Nc, K, overwrite, NULL, NULL, NULL, m0, imin(MM_MC, M - m0));
 }
 
 // All of Cm, the rows shared out among the threads in blocks of at most MM_MC.
 static void matmul_blocked(float *Cm, size_t ldc, const float *A, size_t sai, size_t sak,
                            const float *B, size_t sbk, size_t sbj, int M, int Nc, int K,
-                           int overwrite, const float *bias, float *rowsum) {
+                           int overwrite, const float *bias, float *rowsum, const Epilogue *epi) {
     int threads = 1;
 #ifdef _OPENMP
     threads = omp_get_max_threads();
@@ -419,7 +530,7 @@ static void matmul_blocked(float *Cm, size_t ldc, const float *A, size_t sai, si
     int MC = ((M + units - 1) / units + MM_MR - 1) / MM_MR * MM_MR;
     #pragma omp parallel for schedule(dynamic, 1)
     for (int m0 = 0; m0 < M; m0 += MC)
-        matmul_rows(Cm, ldc, A, sai, sak, B, sbk, sbj, M, Nc, K, overwrite, bias, rowsum, m0, imin(MC, M - m0));
+        matmul_rows(Cm, ldc, A, sai, sak, B, sbk, sbj, M, Nc, K, overwrite, bias, rowsum, epi, m0, imin(MC, M - m0));
 }
 
 // out (cols, rows) = in (rows, cols) transposed, in 32 x 32 tiles that stay in cache; inside
@@ -441,8 +552,8 @@ static void transpose(float *out, const float *in, int rows, int cols) {
 static float *wt_scratch = NULL;
 static size_t wt_capacity = 0;
 
-void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC) {
-    // out is (N, OC), inp is (N, C), weight is (OC, C), bias is (OC) or NULL
+static void linear_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC,
+                           const Epilogue *epi) {
     size_t n = (size_t)C * OC;
     if (n > wt_capacity) {
         free(wt_scratch);
@@ -450,7 +561,27 @@ void matmul_forward(float *out, const float *inp, const float *weight, const flo
         wt_capacity = n;
     }
     transpose(wt_scratch, weight, OC, C); // (C, OC)
-    matmul_blocked(out, OC, inp, C, 1, wt_scratch, OC, 1, N, OC, C, 1, bias, NULL);
+    matmul_blocked(out, OC, inp, C, 1, wt_scratch, OC, 1, N, OC, C, 1, bias, NULL, epi);
+}
+
+void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC) {
+    // out is (N, OC), inp is (N, C), weight is (OC, C), bias is (OC) or NULL
+    linear_forward(out, inp, weight, bias, N, C, OC, NULL);
+}
+
+// A linear layer and the GELU after it (fc1 -> act, the head's first two layers), one pass:
+// out = inp W^T + b as matmul_forward, and act = gelu(out).
+void matmul_gelu_forward(float *out, float *act, const float *inp, const float *weight, const float *bias, int N, int C, int OC) {
+    Epilogue epi = { .kind = EPI_GELU, .act = act };
+    linear_forward(out, inp, weight, bias, N, C, OC, &epi);
+}
+
+// A linear layer that ends a residual branch, and the residual add (residual_forward), one
+// pass: out = x + scale[r] * (inp W^T + b) for the T rows of each image r (scale NULL: 1).
+void matmul_residual_forward(float *out, const float *x, const float *scale, int T,
+                             const float *inp, const float *weight, const float *bias, int N, int C, int OC) {
+    Epilogue epi = { .kind = EPI_RESIDUAL, .x = x, .scale = scale, .rows_per_image = T };
+    linear_forward(out, inp, weight, bias, N, C, OC, &epi);
 }
 
 void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
@@ -458,58 +589,57 @@ void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dou
     // forward: out[n,o] = bias[o] + sum_i inp[n,i] weight[o,i]. Writes dinp (may be NULL: the
     // first layer's input needs no gradient); accumulates into dweight and dbias (may be NULL),
     // which sum over the passes of a step.
-    if (dinp != NULL) matmul_blocked(dinp, C, dout, OC, 1, weight, C, 1, N, C, OC, 1, NULL, NULL);
-    matmul_blocked(dweight, C, dout, 1, OC, inp, C, 1, OC, C, N, 0, NULL, dbias);
+    if (dinp != NULL) matmul_blocked(dinp, C, dout, OC, 1, weight, C, 1, N, C, OC, 1, NULL, NULL, NULL);
+    matmul_blocked(dweight, C, dout, 1, OC, inp, C, 1, OC, C, N, 0, NULL, dbias, NULL);
 }
 
-// e^x for the softmaxes and the GELU, written so loops over it vectorise (libm's expf is a
-// call the compiler cannot vectorise). x = n ln2 + r with |r| <= ln2/2 (ln2 split in two
-// parts, Cody and Waite, so n ln2 is exact), e^r from its Taylor series to r^7 (error below
-// 1e-8), 2^n built in the float's exponent bits. Relative error below 1e-7 for x in
-// [-87, 88]; inputs outside are clamped (e^-87 is 1.6e-38, float's smallest normal).
-static inline float exp_simd(float x) {
-    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
-    float n = (x * 1.44269504f + 12582912.0f) - 12582912.0f; // round(x / ln2): adding 1.5 * 2^23 drops the fraction
-    float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
-    float p = 1.0f + r * (1.0f + r * (1.0f / 2 + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720 + r * (1.0f / 5040)))))));
-    union { int32_t i; float f; } two_n = { ((int32_t)n + 127) << 23 };
-    return p * two_n.f;
+// matmul_backward of a layer whose input was inp = gelu(x), and the GELU's backward, one
+// pass: dinp is the gradient of x, (dout W) * gelu'(x) (gelu_backward's operations).
+void matmul_gelu_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                          const float *x, const float *weight, int N, int C, int OC) {
+    Epilogue epi = { .kind = EPI_GELU_GRAD, .x = x };
+    matmul_blocked(dinp, C, dout, OC, 1, weight, C, 1, N, C, OC, 1, NULL, NULL, &epi);
+    matmul_blocked(dweight, C, dout, 1, OC, inp, C, 1, OC, C, N, 0, NULL, dbias, NULL);
 }
 
 // Multi-head self-attention, no mask (every token sees every token). qkv holds for each
 // token [q (NH heads x hs), k (...), v (...)], the layout of the official reshape
 // (B, T, 3, NH, hs). att keeps the softmax probabilities: the backward pass needs them,
 // and the attention maps of the paper's figures are the CLS row of the last block's.
+// Only the first Tq tokens are queries (their rows of the output are computed): Tq = T
+// everywhere but in the last block, whose only output that is used is the CLS token's
+// (backbone_forward), so there Tq = 1. out is (R, Tq, D), att (R, NH, Tq, T).
 // Each (image, head) is a few small matrix products; matmul_serial reads q, k and v in
 // place through its strides (a row of q is 3D floats after the previous one), transposes
 // included, on the thread of this loop that took the (image, head).
-void attention_forward(float *out, float *att, const float *qkv, int R, int T, int D, int NH) {
-    // out is (R, T, D), att is (R, NH, T, T), qkv is (R, T, 3D)
+void attention_forward(float *out, float *att, const float *qkv, int R, int T, int Tq, int D, int NH) {
     int hs = D / NH;
     float scale = 1.0f / sqrtf((float)hs); // qk_scale = head_dim ** -0.5
     #pragma omp parallel for collapse(2)
     for (int r = 0; r < R; r++) {
         for (int h = 0; h < NH; h++) {
             const float *q = qkv + (size_t)r * T * 3 * D + h * hs, *k = q + D, *v = q + 2 * D;
-            float *a = att + ((size_t)r * NH + h) * T * T, *o = out + (size_t)r * T * D + h * hs;
-            // s = q k^T (T, T), then a = softmax(s * scale) row by row
-            matmul_serial(a, T, q, 3 * D, 1, k, 1, 3 * D, T, T, hs, 1);
-            for (int t = 0; t < T; t++) {
+            float *a = att + ((size_t)r * NH + h) * Tq * T, *o = out + (size_t)r * Tq * D + h * hs;
+            // s = q k^T (Tq, T), then a = softmax(s * scale) row by row
+            matmul_serial(a, T, q, 3 * D, 1, k, 1, 3 * D, Tq, T, hs, 1);
+            for (int t = 0; t < Tq; t++) {
                 float *row = a + (size_t)t * T, maxval = -INFINITY, sum = 0.0f;
-                for (int t2 = 0; t2 < T; t2++) { row[t2] *= scale; maxval = fmaxf(maxval, row[t2]); }
+                #pragma omp simd reduction(max : maxval)
+                for (int t2 = 0; t2 < T; t2++) { row[t2] *= scale; maxval = row[t2] > maxval ? row[t2] : maxval; }
                 #pragma omp simd reduction(+ : sum)
                 for (int t2 = 0; t2 < T; t2++) { row[t2] = exp_simd(row[t2] - maxval); sum += row[t2]; }
                 for (int t2 = 0; t2 < T; t2++) row[t2] /= sum;
             }
-            // out = a v (T, hs), this head's columns of out
-            matmul_serial(o, D, a, T, 1, v, 3 * D, 1, T, hs, T, 1);
+            // out = a v (Tq, hs), this head's columns of out
+            matmul_serial(o, D, a, T, 1, v, 3 * D, 1, Tq, hs, T, 1);
         }
     }
 }
 
-void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att, int R, int T, int D, int NH) {
+void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att, int R, int T, int Tq, int D, int NH) {
     // forward: s = q k^T;  a = softmax(s * scale) by rows;  out = a v. Writes dqkv (each
-    // (image, head) its own columns of dq, dk and dv, each by one product).
+    // (image, head) its own columns of dq, dk and dv, each by one product; the rows of dq of
+    // tokens that were no query are 0). dout is (R, Tq, D).
     int hs = D / NH;
     float scale = 1.0f / sqrtf((float)hs);
     #pragma omp parallel for collapse(2)
@@ -517,13 +647,13 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv, const 
         for (int h = 0; h < NH; h++) {
             const float *q = qkv + (size_t)r * T * 3 * D + h * hs, *k = q + D, *v = q + 2 * D;
             float *dq = dqkv + (size_t)r * T * 3 * D + h * hs, *dk = dq + D, *dv = dq + 2 * D;
-            const float *a = att + ((size_t)r * NH + h) * T * T, *dy = dout + (size_t)r * T * D + h * hs;
-            float ds[T * T];
+            const float *a = att + ((size_t)r * NH + h) * Tq * T, *dy = dout + (size_t)r * Tq * D + h * hs;
+            float ds[Tq * T];
             // out = a v  ->  da = dy v^T (kept in ds),  dv = a^T dy
-            matmul_serial(ds, T, dy, D, 1, v, 1, 3 * D, T, T, hs, 1);
-            matmul_serial(dv, 3 * D, a, 1, T, dy, D, 1, T, hs, T, 1);
+            matmul_serial(ds, T, dy, D, 1, v, 1, 3 * D, Tq, T, hs, 1);
+            matmul_serial(dv, 3 * D, a, 1, T, dy, D, 1, T, hs, Tq, 1);
             // a = softmax(s * scale)  ->  ds = a (da - sum_t2 a da) * scale, row by row
-            for (int t = 0; t < T; t++) {
+            for (int t = 0; t < Tq; t++) {
                 const float *arow = a + (size_t)t * T;
                 float *row = ds + (size_t)t * T, dot = 0.0f;
                 #pragma omp simd reduction(+ : dot)
@@ -531,40 +661,10 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv, const 
                 for (int t2 = 0; t2 < T; t2++) row[t2] = arow[t2] * (row[t2] - dot) * scale;
             }
             // s = q k^T  ->  dq = ds k,  dk = ds^T q
-            matmul_serial(dq, 3 * D, ds, T, 1, k, 3 * D, 1, T, hs, T, 1);
-            matmul_serial(dk, 3 * D, ds, 1, T, q, 3 * D, 1, T, hs, T, 1);
+            matmul_serial(dq, 3 * D, ds, T, 1, k, 3 * D, 1, Tq, hs, T, 1);
+            for (int t = Tq; t < T; t++) memset(dq + (size_t)t * 3 * D, 0, hs * sizeof(float));
+            matmul_serial(dk, 3 * D, ds, 1, T, q, 3 * D, 1, T, hs, Tq, 1);
         }
-    }
-}
-
-// GELU, the exact erf form of nn.GELU (not the tanh approximation): y = x Phi(x), Phi the
-// standard normal CDF. Phi is computed from erfc's Chebyshev fit (Numerical Recipes' erfcc,
-// relative error below 1.2e-7 everywhere, so also in the far negative tail where libm's
-// 1 + erff(x) rounds to 0) and exp_simd: unlike calls to libm these are plain arithmetic the
-// compiler vectorises, and the GELU passes were a sixth of a training step with erff.
-#define INV_SQRT2 0.70710678118654752440f
-#define INV_SQRT_2PI 0.39894228040143267794f
-static inline float normal_cdf(float x) {
-    float a = fabsf(x) * INV_SQRT2;
-    float t = 1.0f / (1.0f + 0.5f * a);
-    float p = -1.26551223f + t * (1.00002368f + t * (0.37409196f + t * (0.09678418f + t * (-0.18628806f +
-              t * (0.27886807f + t * (-1.13520398f + t * (1.48851587f + t * (-0.82215223f + t * 0.17087277f))))))));
-    float half_erfc = 0.5f * t * exp_simd(p - a * a); // = Phi(-|x|)
-    return x < 0.0f ? half_erfc : 1.0f - half_erfc;
-}
-
-void gelu_forward(float *restrict out, const float *restrict inp, size_t N) {
-    #pragma omp parallel for simd simdlen(16)
-    for (size_t i = 0; i < N; i++) out[i] = inp[i] * normal_cdf(inp[i]);
-}
-
-void gelu_backward(float *dinp, const float *inp, const float *dout, size_t N) {
-    // forward: y = x Phi(x)  ->  dy/dx = Phi(x) + x phi(x). Writes dinp (may alias dout).
-    #pragma omp parallel for simd simdlen(16)
-    for (size_t i = 0; i < N; i++) {
-        float x = inp[i];
-        float grad = normal_cdf(x) + x * INV_SQRT_2PI * exp_simd(-0.5f * x * x);
-        dinp[i] = grad * dout[i];
     }
 }
 
@@ -993,7 +1093,8 @@ void point_parameters(ParameterTensors *p, float *block, const size_t *sizes) {
 // two (global and local crops), the teacher one (global crops only). With keep_all = 0
 // (the teacher, inference) only one block's worth of activations is kept and reused,
 // because nothing runs backward; att then holds the LAST block's attention, which is
-// what the attention maps need.
+// what the attention maps need. The last block computes only the CLS token's rows after
+// its qkv product (backbone_forward): its slot holds R rows where the others hold R T.
 typedef struct {
     int R, S, G, NP, T, keep_all;
     float *patches;   // (R, NP, C*P*P) unfolded crops
@@ -1003,14 +1104,14 @@ typedef struct {
     float *x0;        // (R, T, D)      tokens entering block 0
     float *ln1, *ln1_mean, *ln1_rstd; // (L, R, T, D), (L, R, T), (L, R, T)
     float *qkv;       // (L, R, T, 3D)
-    float *att;       // (L, R, NH, T, T)
+    float *att;       // (L, R, NH, T, T); the last block (R, NH, 1, T): the CLS query's row
     float *atty;      // (L, R, T, D)   attention output before the projection
     float *res2;      // (L, R, T, D)   residual stream after the attention branch
     float *ln2, *ln2_mean, *ln2_rstd;
     float *fch, *fch_gelu; // (L, R, T, H)
     float *res3;      // (L, R, T, D)   residual stream after the MLP branch = block output
-    float *branch;    // (R, T, D)      scratch: a branch's output before the residual add
-    float *cls_in, *lnf_mean, *lnf_rstd; // (R, D), (R), (R): the CLS token into the final norm
+    float *x_cls;     // (R, D)         the CLS tokens entering the last block
+    float *lnf_mean, *lnf_rstd; // (R), (R): the final norm's statistics
 } BackboneActs;
 
 void backbone_acts_alloc(BackboneActs *a, const Config *c, int R, int S, int keep_all) {
@@ -1040,16 +1141,15 @@ void backbone_acts_alloc(BackboneActs *a, const Config *c, int R, int S, int kee
     a->fch = (float *)mallocCheck(Ls * RT * H * sizeof(float));
     a->fch_gelu = (float *)mallocCheck(Ls * RT * H * sizeof(float));
     a->res3 = (float *)mallocCheck(Ls * RT * D * sizeof(float));
-    a->branch = (float *)mallocCheck(RT * D * sizeof(float));
-    a->cls_in = (float *)mallocCheck((size_t)R * D * sizeof(float));
+    a->x_cls = (float *)mallocCheck((size_t)R * D * sizeof(float));
     a->lnf_mean = (float *)mallocCheck(R * sizeof(float));
     a->lnf_rstd = (float *)mallocCheck(R * sizeof(float));
 }
 
 void backbone_acts_free(BackboneActs *a) {
     float *bufs[] = { a->patches, a->pe, a->resize, a->pos, a->x0, a->ln1, a->ln1_mean, a->ln1_rstd, a->qkv, a->att,
-                      a->atty, a->res2, a->ln2, a->ln2_mean, a->ln2_rstd, a->fch, a->fch_gelu, a->res3, a->branch,
-                      a->cls_in, a->lnf_mean, a->lnf_rstd };
+                      a->atty, a->res2, a->ln2, a->ln2_mean, a->ln2_rstd, a->fch, a->fch_gelu, a->res3,
+                      a->x_cls, a->lnf_mean, a->lnf_rstd };
     for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) free(bufs[i]);
     memset(a, 0, sizeof(*a));
 }
@@ -1084,24 +1184,32 @@ void backbone_forward(BackboneActs *a, const ParameterTensors *p, const Config *
         float *fch = a->fch + s * RT * H, *fch_gelu = a->fch_gelu + s * RT * H, *res3 = a->res3 + s * RT * D;
         const float *dp_attn = dp_scale != NULL ? dp_scale + (size_t)(2 * l) * dp_stride : NULL;
         const float *dp_mlp = dp_scale != NULL ? dp_scale + (size_t)(2 * l + 1) * dp_stride : NULL;
+        // The backbone's output is the CLS token of the last block (the final norm takes
+        // token 0), so the last block's other rows would be computed and thrown away. There
+        // the Tq = 1 query is the CLS token: its attention row, and the projection, norm2 and
+        // MLP on R rows instead of R T. Keys and values still come from every token. The
+        // official code computes every row; the CLS rows are the same numbers either way.
+        int Tq = l == c->depth - 1 ? 1 : T;
+        size_t RQ = (size_t)R * Tq;
+        const float *xq = x; // the query tokens' rows of x
+        if (Tq == 1) {
+            for (int r = 0; r < R; r++) memcpy(a->x_cls + (size_t)r * D, x + (size_t)r * TD, D * sizeof(float));
+            xq = a->x_cls;
+        }
         // x = x + drop_path(attn(norm1(x)))
         layernorm_forward(ln1, ln1_mean, ln1_rstd, x, p->ln1w + l * D, p->ln1b + l * D, RT, D);
         matmul_forward(qkv, ln1, p->qkvw + (size_t)l * 3 * D * D, p->qkvb + l * 3 * D, RT, D, 3 * D);
-        attention_forward(atty, att, qkv, R, T, D, NH);
-        matmul_forward(a->branch, atty, p->projw + (size_t)l * D * D, p->projb + l * D, RT, D, D);
-        residual_forward(res2, x, a->branch, dp_attn, R, TD);
+        attention_forward(atty, att, qkv, R, T, Tq, D, NH);
+        matmul_residual_forward(res2, xq, dp_attn, Tq, atty, p->projw + (size_t)l * D * D, p->projb + l * D, RQ, D, D);
         // x = x + drop_path(mlp(norm2(x)))
-        layernorm_forward(ln2, ln2_mean, ln2_rstd, res2, p->ln2w + l * D, p->ln2b + l * D, RT, D);
-        matmul_forward(fch, ln2, p->fc1w + (size_t)l * H * D, p->fc1b + l * H, RT, D, H);
-        gelu_forward(fch_gelu, fch, RT * H);
-        matmul_forward(a->branch, fch_gelu, p->fc2w + (size_t)l * D * H, p->fc2b + l * D, RT, H, D);
-        residual_forward(res3, res2, a->branch, dp_mlp, R, TD);
+        layernorm_forward(ln2, ln2_mean, ln2_rstd, res2, p->ln2w + l * D, p->ln2b + l * D, RQ, D);
+        matmul_gelu_forward(fch, fch_gelu, ln2, p->fc1w + (size_t)l * H * D, p->fc1b + l * H, RQ, D, H);
+        matmul_residual_forward(res3, res2, dp_mlp, Tq, fch_gelu, p->fc2w + (size_t)l * D * H, p->fc2b + l * D, RQ, H, D);
     }
-    // final norm, on the CLS token only: it is the only output (the official code norms
-    // every token and then takes token 0; the result and its gradient are the same)
+    // final norm, on the CLS token only (the official code norms every token and then
+    // takes token 0; the result and its gradient are the same): the last block's R rows
     const float *xl = a->res3 + (a->keep_all ? (size_t)(c->depth - 1) : 0) * RT * D;
-    for (int r = 0; r < R; r++) memcpy(a->cls_in + (size_t)r * D, xl + (size_t)r * TD, D * sizeof(float));
-    layernorm_forward(feat, a->lnf_mean, a->lnf_rstd, a->cls_in, p->lnfw, p->lnfb, R, D);
+    layernorm_forward(feat, a->lnf_mean, a->lnf_rstd, xl, p->lnfw, p->lnfb, R, D);
 }
 
 // Gradient buffers the backward pass reuses for every pass, sized for the largest.
@@ -1112,7 +1220,7 @@ typedef struct {
     float *dqkv;    // (RT, 3D)
     float *dfch;    // (RT, H)
     float *dpos;    // (T, D)   gradient of a resized position table
-    float *dcls;    // (R, D)   gradient of the CLS token into the final norm
+    float *dcls;    // (R, D)   gradient of the last block's output (its CLS rows)
 } BackwardScratch;
 
 void backbone_backward(ParameterTensors *g, BackwardScratch *w, const BackboneActs *a, const ParameterTensors *p,
@@ -1121,10 +1229,9 @@ void backbone_backward(ParameterTensors *g, BackwardScratch *w, const BackboneAc
     size_t RT = (size_t)R * T, TD = (size_t)T * D;
     int CPP = c->channels * c->patch * c->patch;
     // feat = norm(x_L[:, 0])
-    memset(w->dres, 0, RT * D * sizeof(float));
     memset(w->dcls, 0, (size_t)R * D * sizeof(float));
-    layernorm_backward(w->dcls, g->lnfw, g->lnfb, dfeat, a->cls_in, p->lnfw, a->lnf_mean, a->lnf_rstd, R, D);
-    for (int r = 0; r < R; r++) memcpy(w->dres + (size_t)r * TD, w->dcls + (size_t)r * D, D * sizeof(float));
+    const float *xl = a->res3 + (size_t)(c->depth - 1) * RT * D;
+    layernorm_backward(w->dcls, g->lnfw, g->lnfb, dfeat, xl, p->lnfw, a->lnf_mean, a->lnf_rstd, R, D);
     for (int l = c->depth - 1; l >= 0; l--) {
         const float *x = l == 0 ? a->x0 : a->res3 + (size_t)(l - 1) * RT * D;
         const float *ln1 = a->ln1 + l * RT * D, *ln1_mean = a->ln1_mean + l * RT, *ln1_rstd = a->ln1_rstd + l * RT;
@@ -1134,17 +1241,25 @@ void backbone_backward(ParameterTensors *g, BackwardScratch *w, const BackboneAc
         const float *fch = a->fch + l * RT * H, *fch_gelu = a->fch_gelu + l * RT * H;
         const float *dp_attn = dp_scale != NULL ? dp_scale + (size_t)(2 * l) * dp_stride : NULL;
         const float *dp_mlp = dp_scale != NULL ? dp_scale + (size_t)(2 * l + 1) * dp_stride : NULL;
+        // the last block computed the CLS rows only (backbone_forward): RQ rows down to the attention
+        int Tq = l == c->depth - 1 ? 1 : T;
+        size_t RQ = (size_t)R * Tq, TqD = (size_t)Tq * D;
+        float *dres = Tq == 1 ? w->dcls : w->dres; // the gradient of the block's output rows
         // res3 = res2 + drop_path(fc2(gelu(fc1(norm2(res2))))); dres carries on as dres2
-        residual_backward_branch(w->dbranch, w->dres, dp_mlp, R, TD);
-        matmul_backward(w->dfch, g->fc2w + (size_t)l * D * H, g->fc2b + l * D, w->dbranch, fch_gelu, p->fc2w + (size_t)l * D * H, RT, H, D);
-        gelu_backward(w->dfch, fch, w->dfch, RT * H);
-        matmul_backward(w->dln, g->fc1w + (size_t)l * H * D, g->fc1b + l * H, w->dfch, ln2, p->fc1w + (size_t)l * H * D, RT, D, H);
-        layernorm_backward(w->dres, g->ln2w + l * D, g->ln2b + l * D, w->dln, res2, p->ln2w + l * D, ln2_mean, ln2_rstd, RT, D);
+        residual_backward_branch(w->dbranch, dres, dp_mlp, R, TqD);
+        matmul_gelu_backward(w->dfch, g->fc2w + (size_t)l * D * H, g->fc2b + l * D, w->dbranch, fch_gelu, fch,
+                             p->fc2w + (size_t)l * D * H, RQ, H, D);
+        matmul_backward(w->dln, g->fc1w + (size_t)l * H * D, g->fc1b + l * H, w->dfch, ln2, p->fc1w + (size_t)l * H * D, RQ, D, H);
+        layernorm_backward(dres, g->ln2w + l * D, g->ln2b + l * D, w->dln, res2, p->ln2w + l * D, ln2_mean, ln2_rstd, RQ, D);
         // res2 = x + drop_path(proj(attention(qkv(norm1(x))))); dres carries on as dx
-        residual_backward_branch(w->dbranch, w->dres, dp_attn, R, TD);
+        residual_backward_branch(w->dbranch, dres, dp_attn, R, TqD);
         // w->dln here holds d atty, w->dbranch below d ln1 (each written by its product)
-        matmul_backward(w->dln, g->projw + (size_t)l * D * D, g->projb + l * D, w->dbranch, atty, p->projw + (size_t)l * D * D, RT, D, D);
-        attention_backward(w->dqkv, w->dln, qkv, att, R, T, D, NH);
+        matmul_backward(w->dln, g->projw + (size_t)l * D * D, g->projb + l * D, w->dbranch, atty, p->projw + (size_t)l * D * D, RQ, D, D);
+        attention_backward(w->dqkv, w->dln, qkv, att, R, T, Tq, D, NH);
+        if (Tq == 1) { // from here every token has a gradient: the CLS rows', 0 for the others so far
+            memset(w->dres, 0, RT * D * sizeof(float));
+            for (int r = 0; r < R; r++) memcpy(w->dres + (size_t)r * TD, w->dcls + (size_t)r * D, D * sizeof(float));
+        }
         matmul_backward(w->dbranch, g->qkvw + (size_t)l * 3 * D * D, g->qkvb + l * 3 * D, w->dqkv, ln1, p->qkvw + (size_t)l * 3 * D * D, RT, D, 3 * D);
         layernorm_backward(w->dres, g->ln1w + l * D, g->ln1b + l * D, w->dbranch, x, p->ln1w + l * D, ln1_mean, ln1_rstd, RT, D);
     }
@@ -1192,10 +1307,8 @@ void head_acts_free(HeadActs *a) {
 
 void head_forward(HeadActs *a, const ParameterTensors *p, const Config *c, const float *feat) {
     int R = a->R, D = c->dim, HH = c->head_hidden, BN = c->bottleneck, K = c->out_dim;
-    matmul_forward(a->h1, feat, p->head1w, p->head1b, R, D, HH);
-    gelu_forward(a->h1g, a->h1, (size_t)R * HH);
-    matmul_forward(a->h2, a->h1g, p->head2w, p->head2b, R, HH, HH);
-    gelu_forward(a->h2g, a->h2, (size_t)R * HH);
+    matmul_gelu_forward(a->h1, a->h1g, feat, p->head1w, p->head1b, R, D, HH);
+    matmul_gelu_forward(a->h2, a->h2g, a->h1g, p->head2w, p->head2b, R, HH, HH);
     matmul_forward(a->z, a->h2g, p->head3w, p->head3b, R, HH, BN);
     l2norm_forward(a->zn, a->znorm, a->z, R, BN);     // x = nn.functional.normalize(x, dim=-1)
     l2norm_forward(a->wn, a->vnorm, p->lastv, K, BN); // weight_norm: w_k = g_k v_k / |v_k|, g = 1
@@ -1213,10 +1326,8 @@ void head_backward(ParameterTensors *g, float *dfeat, HeadScratch *w, const Head
     l2norm_backward(g->lastv, w->dwn, a->wn, a->vnorm, K, BN);
     memset(w->dz, 0, (size_t)R * BN * sizeof(float));
     l2norm_backward(w->dz, w->dzn, a->zn, a->znorm, R, BN);
-    matmul_backward(w->dh2, g->head3w, g->head3b, w->dz, a->h2g, p->head3w, R, HH, BN);
-    gelu_backward(w->dh2, a->h2, w->dh2, (size_t)R * HH);
-    matmul_backward(w->dh1, g->head2w, g->head2b, w->dh2, a->h1g, p->head2w, R, HH, HH);
-    gelu_backward(w->dh1, a->h1, w->dh1, (size_t)R * HH);
+    matmul_gelu_backward(w->dh2, g->head3w, g->head3b, w->dz, a->h2g, a->h2, p->head3w, R, HH, BN);
+    matmul_gelu_backward(w->dh1, g->head2w, g->head2b, w->dh2, a->h1g, a->h1, p->head2w, R, HH, HH);
     matmul_backward(dfeat, g->head1w, g->head1b, w->dh1, feat, p->head1w, R, D, HH);
 }
 
@@ -2374,7 +2485,7 @@ void knn_classify(float *top1, float *top5, const int *ks, int nk, const float *
     for (int start = 0; start < ntest; start += chunk) {
         int rows = ntest - start < chunk ? ntest - start : chunk;
         // cosines: sims (rows, ntrain) = test rows (rows, D) @ train_t (D, ntrain)
-        matmul_blocked(sims, ntrain, test + (size_t)start * D, D, 1, train_t, ntrain, 1, rows, ntrain, D, 1, NULL, NULL);
+        matmul_blocked(sims, ntrain, test + (size_t)start * D, D, 1, train_t, ntrain, 1, rows, ntrain, D, 1, NULL, NULL, NULL);
         int h1[rows][nk], h5[rows][nk]; // per test row, summed below in a fixed order
         #pragma omp parallel for
         for (int r = 0; r < rows; r++) {
@@ -2633,11 +2744,12 @@ int train_loop(Dino *d, const Dataset *ds, const Dataset *test, const TrainLoop 
 void cls_attention(float *out, float *feat, BackboneActs *a, const ParameterTensors *p, const Config *c, const float *imgs) {
     int R = a->R, T = a->T, NH = c->heads;
     backbone_forward(a, p, c, imgs, feat, NULL, 0);
-    // att is (slots, R, NH, T, T); with keep_all = 0 the one slot holds the last block
+    // att is (slots, R, NH, T, T); with keep_all = 0 the one slot holds the last block, which
+    // has the CLS query only: (R, NH, 1, T)
     size_t last = a->keep_all ? (size_t)(c->depth - 1) : 0;
     for (int r = 0; r < R; r++)
         for (int h = 0; h < NH; h++) {
-            const float *cls_row = a->att + (((last * R + r) * NH + h) * T + 0) * T; // query = CLS
+            const float *cls_row = a->att + last * R * NH * T * T + ((size_t)r * NH + h) * T; // the last block's only query, CLS
             memcpy(out + ((size_t)r * NH + h) * T, cls_row, T * sizeof(float));
         }
 }

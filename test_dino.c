@@ -419,17 +419,132 @@ static void test_fd_matmul(Rng *r) {
     free(c.out); free(c.inp); free(c.w); free(c.b); free(w); free(dinp); free(dw); free(db);
 }
 
+// The blocked products on shapes that use every path of matmul_rows (several k slices,
+// strips narrower than 64, row counts not a multiple of 6, more rows than one work unit)
+// against float64 sums; then the same with 1 thread and with several (bit-identical), and the
+// fused layers (GELU, its backward, the residual add) bit-identical to the unfused ones.
+static float max_rel_diff(const float *got, const double *want, size_t n) {
+    double scale = 0.0, worst = 0.0;
+    for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(want[i]));
+    for (size_t i = 0; i < n; i++) worst = fmax(worst, fabs(got[i] - want[i]));
+    return (float)(worst / scale);
+}
+
+static int set_threads(int n) {
+#ifdef _OPENMP
+    int before = omp_get_max_threads();
+    omp_set_num_threads(n);
+    return before;
+#else
+    (void)n;
+    return 1;
+#endif
+}
+
+static void test_blocked_products(Rng *r) {
+    int shapes[][3] = { { 7, 5, 3 }, { 65, 64, 65 }, { 131, 300, 17 }, { 1100, 600, 130 }, { 13, 1030, 64 } }; // N, C, OC
+    for (int s = 0; s < 5; s++) {
+        int N = shapes[s][0], C = shapes[s][1], OC = shapes[s][2];
+        float *x = randn((size_t)N * C, r, 1.0f), *w = randn((size_t)OC * C, r, 1.0f), *b = randn(OC, r, 1.0f);
+        float *dy = randn((size_t)N * OC, r, 1.0f), *y = zeros((size_t)N * OC), *dx = zeros((size_t)N * C);
+        float *dw = zeros((size_t)OC * C), *db = zeros(OC);
+        double *y64 = (double *)callocCheck((size_t)N * OC, sizeof(double)), *dx64 = (double *)callocCheck((size_t)N * C, sizeof(double));
+        double *dw64 = (double *)callocCheck((size_t)OC * C, sizeof(double)), *db64 = (double *)callocCheck(OC, sizeof(double));
+        for (int n = 0; n < N; n++)
+            for (int o = 0; o < OC; o++) {
+                double acc = b[o];
+                for (int i = 0; i < C; i++) acc += (double)x[(size_t)n * C + i] * w[(size_t)o * C + i];
+                y64[(size_t)n * OC + o] = acc;
+                db64[o] += dy[(size_t)n * OC + o];
+                for (int i = 0; i < C; i++) {
+                    dx64[(size_t)n * C + i] += (double)dy[(size_t)n * OC + o] * w[(size_t)o * C + i];
+                    dw64[(size_t)o * C + i] += (double)dy[(size_t)n * OC + o] * x[(size_t)n * C + i];
+                }
+            }
+        matmul_forward(y, x, w, b, N, C, OC);
+        matmul_backward(dx, dw, db, dy, x, w, N, C, OC);
+        // float32 sums of K terms of size ~1: relative error grows like sqrt(K) eps, bounded by K eps
+        int K = C > N ? C : N;
+        float tol = 4.0f * sqrtf((float)K) * FLT_EPSILON;
+        float ey = max_rel_diff(y, y64, (size_t)N * OC), edx = max_rel_diff(dx, dx64, (size_t)N * C);
+        float edw = max_rel_diff(dw, dw64, (size_t)OC * C), edb = max_rel_diff(db, db64, OC);
+        report(ey < tol && edx < tol && edw < tol && edb < tol,
+               "blocked products N %d C %d OC %d against float64: y %.1e, dx %.1e, dw %.1e, db %.1e (< %.1e)", N, C, OC, ey, edx, edw, edb, tol);
+        // threads: the same bits
+        float *y1 = zeros((size_t)N * OC), *dx1 = zeros((size_t)N * C), *dw1 = zeros((size_t)OC * C), *db1 = zeros(OC);
+        int before = set_threads(1);
+        matmul_forward(y1, x, w, b, N, C, OC);
+        matmul_backward(dx1, dw1, db1, dy, x, w, N, C, OC);
+        set_threads(before > 1 ? before : 2);
+        float *y2 = zeros((size_t)N * OC), *dx2 = zeros((size_t)N * C), *dw2 = zeros((size_t)OC * C), *db2 = zeros(OC);
+        matmul_forward(y2, x, w, b, N, C, OC);
+        matmul_backward(dx2, dw2, db2, dy, x, w, N, C, OC);
+        set_threads(before);
+        report(memcmp(y1, y2, (size_t)N * OC * 4) == 0 && memcmp(dx1, dx2, (size_t)N * C * 4) == 0 &&
+               memcmp(dw1, dw2, (size_t)OC * C * 4) == 0 && memcmp(db1, db2, OC * 4) == 0,
+               "blocked products N %d C %d OC %d: bit-identical with 1 thread and with %d", N, C, OC, before > 1 ? before : 2);
+        // fused GELU forward: out as matmul_forward, act as gelu_forward of it
+        float *out = zeros((size_t)N * OC), *act = zeros((size_t)N * OC), *act_ref = zeros((size_t)N * OC);
+        matmul_gelu_forward(out, act, x, w, b, N, C, OC);
+        gelu_forward(act_ref, y, (size_t)N * OC);
+        int same_gelu = memcmp(out, y, (size_t)N * OC * 4) == 0 && memcmp(act, act_ref, (size_t)N * OC * 4) == 0;
+        // fused GELU backward (the layer's input was gelu(h), h any values): dx as matmul_backward then gelu_backward
+        float *h = randn((size_t)N * C, r, 2.0f), *dh = zeros((size_t)N * C), *dh_ref = zeros((size_t)N * C);
+        float *dwf = zeros((size_t)OC * C), *dbf = zeros(OC);
+        matmul_gelu_backward(dh, dwf, dbf, dy, x, h, w, N, C, OC);
+        gelu_backward(dh_ref, h, dx, (size_t)N * C);
+        int same_gelu_grad = memcmp(dh, dh_ref, (size_t)N * C * 4) == 0 && memcmp(dwf, dw, (size_t)OC * C * 4) == 0 &&
+                             memcmp(dbf, db, OC * 4) == 0;
+        // fused residual: rows in images of T = 3 rows (the last image may be short), one image dropped
+        int T = 3, R = (N + T - 1) / T;
+        float *scale = zeros(R), *res = randn((size_t)N * OC, r, 1.0f), *out_res = zeros((size_t)N * OC), *ref_res = zeros((size_t)N * OC);
+        for (int i = 0; i < R; i++) scale[i] = i == 1 ? 0.0f : 1.0f / 0.9f;
+        matmul_residual_forward(out_res, res, scale, T, x, w, b, N, C, OC);
+        for (int n = 0; n < N; n++)
+            for (int o = 0; o < OC; o++) ref_res[(size_t)n * OC + o] = res[(size_t)n * OC + o] + scale[n / T] * y[(size_t)n * OC + o];
+        int same_res = memcmp(out_res, ref_res, (size_t)N * OC * 4) == 0;
+        matmul_residual_forward(out_res, res, NULL, T, x, w, b, N, C, OC);
+        for (size_t i = 0; i < (size_t)N * OC; i++) ref_res[i] = res[i] + 1.0f * y[i];
+        same_res = same_res && memcmp(out_res, ref_res, (size_t)N * OC * 4) == 0;
+        report(same_gelu && same_gelu_grad && same_res,
+               "fused epilogues N %d C %d OC %d bit-identical to the separate layers: gelu %s, gelu backward %s, residual add %s",
+               N, C, OC, same_gelu ? "yes" : "NO", same_gelu_grad ? "yes" : "NO", same_res ? "yes" : "NO");
+        float *bufs[] = { x, w, b, dy, y, dx, dw, db, y1, dx1, dw1, db1, y2, dx2, dw2, db2, out, act, act_ref, h, dh, dh_ref, dwf, dbf,
+                          scale, res, out_res, ref_res };
+        for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) free(bufs[i]);
+        free(y64); free(dx64); free(dw64); free(db64);
+    }
+}
+
 // attention
-typedef struct { float *out, *att, *qkv; int R, T, D, NH; } AttCtx;
-static void att_fwd(void *p) { AttCtx *c = p; attention_forward(c->out, c->att, c->qkv, c->R, c->T, c->D, c->NH); }
+typedef struct { float *out, *att, *qkv; int R, T, Tq, D, NH; } AttCtx;
+static void att_fwd(void *p) { AttCtx *c = p; attention_forward(c->out, c->att, c->qkv, c->R, c->T, c->Tq, c->D, c->NH); }
 static void test_fd_attention(Rng *r) {
     int R = 2, T = 5, D = 6, NH = 2;
-    AttCtx c = { zeros(R * T * D), zeros(R * NH * T * T), randn(R * T * 3 * D, r, 1.0f), R, T, D, NH };
+    AttCtx c = { zeros(R * T * D), zeros(R * NH * T * T), randn(R * T * 3 * D, r, 1.0f), R, T, T, D, NH };
     float *w = randn(R * T * D, r, 1.0f), *dqkv = zeros(R * T * 3 * D);
     Objective o = { att_fwd, &c, c.out, (size_t)R * T * D, w };
     att_fwd(&c);
-    attention_backward(dqkv, w, c.qkv, c.att, R, T, D, NH);
+    attention_backward(dqkv, w, c.qkv, c.att, R, T, T, D, NH);
     fd_check("attention d qkv", &o, c.qkv, dqkv, R * T * 3 * D);
+    // the last block's attention: the CLS token the only query (Tq = 1). Its output and
+    // probabilities are the CLS rows of the full attention, bit for bit; its backward is
+    // checked against finite differences (the other tokens' q get no gradient)
+    AttCtx c1 = { zeros(R * D), zeros(R * NH * T), c.qkv, R, T, 1, D, NH };
+    att_fwd(&c); // (fd_check leaves the outputs of its last perturbed evaluation)
+    att_fwd(&c1);
+    int same = 1;
+    for (int i = 0; i < R; i++) {
+        same = same && memcmp(c1.out + (size_t)i * D, c.out + (size_t)i * T * D, D * sizeof(float)) == 0;
+        for (int h = 0; h < NH; h++)
+            same = same && memcmp(c1.att + ((size_t)i * NH + h) * T, c.att + ((size_t)i * NH + h) * T * T, T * sizeof(float)) == 0;
+    }
+    report(same, "attention with the CLS token as the only query gives the CLS rows of the full attention, bit for bit");
+    float *w1 = randn(R * D, r, 1.0f), *dqkv1 = zeros(R * T * 3 * D);
+    Objective o1 = { att_fwd, &c1, c1.out, (size_t)R * D, w1 };
+    attention_backward(dqkv1, w1, c.qkv, c1.att, R, T, 1, D, NH);
+    fd_check("attention, CLS query only, d qkv", &o1, c.qkv, dqkv1, R * T * 3 * D);
+    free(c1.out); free(c1.att); free(w1); free(dqkv1);
     // every row of attention probabilities sums to 1
     double worst = 0.0;
     for (int i = 0; i < R * NH * T; i++) {
@@ -1799,6 +1914,7 @@ int main(void) {
     Rng r = { 42 };
     test_fd_layernorm(&r);
     test_fd_matmul(&r);
+    test_blocked_products(&r);
     test_fd_attention(&r);
     test_fd_gelu(&r);
     test_exp_and_gelu_accuracy();
