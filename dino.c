@@ -398,11 +398,11 @@ static int imin(int a, int b) { return a < b ? a : b; }
 // is still in cache: the elementwise layer next to a linear layer, fused into its product so
 // that layer needs no pass of its own over memory. The operations are those of the layer's
 // own function (gelu_forward, gelu_backward, residual_forward), so results are bit-identical.
-enum { EPI_NONE, EPI_GELU, EPI_GELU_GRAD, EPI_RESIDUAL };
+enum { EPI_NONE, EPI_GELU, EPI_GELU_KEEP_GRAD, EPI_MUL, EPI_RESIDUAL };
 typedef struct {
     int kind;
-    float *act;         // EPI_GELU: act = gelu(Cm), laid out as Cm
-    const float *x;     // EPI_GELU_GRAD: Cm = gelu'(x) * Cm;  EPI_RESIDUAL: Cm = x + scale * Cm; laid out as Cm
+    float *act;         // EPI_GELU: act = gelu(Cm);  EPI_GELU_KEEP_GRAD: the same, then Cm = gelu'(Cm); laid out as Cm
+    const float *x;     // EPI_MUL: Cm = x * Cm;  EPI_RESIDUAL: Cm = x + scale * Cm; laid out as Cm
     const float *scale; // EPI_RESIDUAL: one per image (NULL: 1), of rows_per_image rows of Cm each
     int rows_per_image;
 } Epilogue;
@@ -450,10 +450,14 @@ static void apply_epilogue(const Epilogue *epi, float *Cm, size_t ldc, int m0, i
             float *act = epi->act + o;
             #pragma omp simd simdlen(16)
             for (int j = 0; j < nr; j++) act[j] = gelu(c[j]);
-        } else if (epi->kind == EPI_GELU_GRAD) {
-            const float *x = epi->x + o;
+        } else if (epi->kind == EPI_GELU_KEEP_GRAD) {
+            float *act = epi->act + o;
             #pragma omp simd simdlen(16)
-            for (int j = 0; j < nr; j++) c[j] = gelu_grad(x[j]) * c[j];
+            for (int j = 0; j < nr; j++) { float h = c[j]; act[j] = gelu(h); c[j] = gelu_grad(h); }
+        } else if (epi->kind == EPI_MUL) {
+            const float *x = epi->x + o;
+            #pragma omp simd
+            for (int j = 0; j < nr; j++) c[j] = x[j] * c[j];
         } else if (epi->kind == EPI_RESIDUAL) {
             const float *x = epi->x + o;
             float s = epi->scale != NULL ? epi->scale[i / epi->rows_per_image] : 1.0f;
@@ -570,9 +574,12 @@ void matmul_forward(float *out, const float *inp, const float *weight, const flo
 }
 
 // A linear layer and the GELU after it (fc1 -> act, the head's first two layers), one pass:
-// out = inp W^T + b as matmul_forward, and act = gelu(out).
-void matmul_gelu_forward(float *out, float *act, const float *inp, const float *weight, const float *bias, int N, int C, int OC) {
-    Epilogue epi = { .kind = EPI_GELU, .act = act };
+// h = inp W^T + b as matmul_forward, act = gelu(h); out = h, or with keep_grad (a pass
+// that will run backward) out = gelu'(h), all that the GELU's backward needs of h. It is
+// computed here from the Phi(h) of the forward, where the backward would compute Phi again.
+void matmul_gelu_forward(float *out, float *act, const float *inp, const float *weight, const float *bias, int N, int C, int OC,
+                         int keep_grad) {
+    Epilogue epi = { .kind = keep_grad ? EPI_GELU_KEEP_GRAD : EPI_GELU, .act = act };
     linear_forward(out, inp, weight, bias, N, C, OC, &epi);
 }
 
@@ -593,11 +600,12 @@ void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dou
     matmul_blocked(dweight, C, dout, 1, OC, inp, C, 1, OC, C, N, 0, NULL, dbias, NULL);
 }
 
-// matmul_backward of a layer whose input was inp = gelu(x), and the GELU's backward, one
-// pass: dinp is the gradient of x, (dout W) * gelu'(x) (gelu_backward's operations).
+// matmul_backward of a layer whose input was inp = gelu(h), and the GELU's backward, one
+// pass: dinp is the gradient of h, (dout W) * gelu'(h), given dgelu = gelu'(h) as
+// matmul_gelu_forward kept it (gelu_backward's operations).
 void matmul_gelu_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
-                          const float *x, const float *weight, int N, int C, int OC) {
-    Epilogue epi = { .kind = EPI_GELU_GRAD, .x = x };
+                          const float *dgelu, const float *weight, int N, int C, int OC) {
+    Epilogue epi = { .kind = EPI_MUL, .x = dgelu };
     matmul_blocked(dinp, C, dout, OC, 1, weight, C, 1, N, C, OC, 1, NULL, NULL, &epi);
     matmul_blocked(dweight, C, dout, 1, OC, inp, C, 1, OC, C, N, 0, NULL, dbias, NULL);
 }
@@ -1108,7 +1116,7 @@ typedef struct {
     float *atty;      // (L, R, T, D)   attention output before the projection
     float *res2;      // (L, R, T, D)   residual stream after the attention branch
     float *ln2, *ln2_mean, *ln2_rstd;
-    float *fch, *fch_gelu; // (L, R, T, H)
+    float *fch, *fch_gelu; // (L, R, T, H) fc1's output h (with keep_all: gelu'(h), see matmul_gelu_forward), gelu(h)
     float *res3;      // (L, R, T, D)   residual stream after the MLP branch = block output
     float *x_cls;     // (R, D)         the CLS tokens entering the last block
     float *lnf_mean, *lnf_rstd; // (R), (R): the final norm's statistics
@@ -1203,7 +1211,7 @@ void backbone_forward(BackboneActs *a, const ParameterTensors *p, const Config *
         matmul_residual_forward(res2, xq, dp_attn, Tq, atty, p->projw + (size_t)l * D * D, p->projb + l * D, RQ, D, D);
         // x = x + drop_path(mlp(norm2(x)))
         layernorm_forward(ln2, ln2_mean, ln2_rstd, res2, p->ln2w + l * D, p->ln2b + l * D, RQ, D);
-        matmul_gelu_forward(fch, fch_gelu, ln2, p->fc1w + (size_t)l * H * D, p->fc1b + l * H, RQ, D, H);
+        matmul_gelu_forward(fch, fch_gelu, ln2, p->fc1w + (size_t)l * H * D, p->fc1b + l * H, RQ, D, H, a->keep_all);
         matmul_residual_forward(res3, res2, dp_mlp, Tq, fch_gelu, p->fc2w + (size_t)l * D * H, p->fc2b + l * D, RQ, H, D);
     }
     // final norm, on the CLS token only (the official code norms every token and then
@@ -1238,7 +1246,7 @@ void backbone_backward(ParameterTensors *g, BackwardScratch *w, const BackboneAc
         const float *qkv = a->qkv + l * RT * 3 * D, *att = a->att + (size_t)l * R * NH * T * T, *atty = a->atty + l * RT * D;
         const float *res2 = a->res2 + l * RT * D, *ln2 = a->ln2 + l * RT * D;
         const float *ln2_mean = a->ln2_mean + l * RT, *ln2_rstd = a->ln2_rstd + l * RT;
-        const float *fch = a->fch + l * RT * H, *fch_gelu = a->fch_gelu + l * RT * H;
+        const float *dgelu = a->fch + l * RT * H, *fch_gelu = a->fch_gelu + l * RT * H; // fch holds gelu'(h)
         const float *dp_attn = dp_scale != NULL ? dp_scale + (size_t)(2 * l) * dp_stride : NULL;
         const float *dp_mlp = dp_scale != NULL ? dp_scale + (size_t)(2 * l + 1) * dp_stride : NULL;
         // the last block computed the CLS rows only (backbone_forward): RQ rows down to the attention
@@ -1247,7 +1255,7 @@ void backbone_backward(ParameterTensors *g, BackwardScratch *w, const BackboneAc
         float *dres = Tq == 1 ? w->dcls : w->dres; // the gradient of the block's output rows
         // res3 = res2 + drop_path(fc2(gelu(fc1(norm2(res2))))); dres carries on as dres2
         residual_backward_branch(w->dbranch, dres, dp_mlp, R, TqD);
-        matmul_gelu_backward(w->dfch, g->fc2w + (size_t)l * D * H, g->fc2b + l * D, w->dbranch, fch_gelu, fch,
+        matmul_gelu_backward(w->dfch, g->fc2w + (size_t)l * D * H, g->fc2b + l * D, w->dbranch, fch_gelu, dgelu,
                              p->fc2w + (size_t)l * D * H, RQ, H, D);
         matmul_backward(w->dln, g->fc1w + (size_t)l * H * D, g->fc1b + l * H, w->dfch, ln2, p->fc1w + (size_t)l * H * D, RQ, D, H);
         layernorm_backward(dres, g->ln2w + l * D, g->ln2b + l * D, w->dln, res2, p->ln2w + l * D, ln2_mean, ln2_rstd, RQ, D);
@@ -1278,16 +1286,16 @@ void backbone_backward(ParameterTensors *g, BackwardScratch *w, const BackboneAc
 // The DINO head (DINOHead): a 3-layer MLP to the bottleneck, L2-normalise, then the
 // weight-normalised last layer without bias: logits[k] = <z/|z|, v_k/|v_k|>.
 typedef struct {
-    int R;
-    float *h1, *h1g, *h2, *h2g; // (R, HH) before and after GELU
+    int R, backward;            // backward: the student's head keeps gelu'(h) instead of h (matmul_gelu_forward)
+    float *h1, *h1g, *h2, *h2g; // (R, HH) before (or gelu' of it) and after GELU
     float *z, *zn, *znorm;      // (R, BN), (R, BN), (R): bottleneck, normalised, its norm
     float *wn, *vnorm;          // (K, BN), (K): the normalised last-layer weight
     float *logits;              // (R, K)
 } HeadActs;
 
-void head_acts_alloc(HeadActs *a, const Config *c, int R) {
+void head_acts_alloc(HeadActs *a, const Config *c, int R, int backward) {
     size_t HH = c->head_hidden, BN = c->bottleneck, K = c->out_dim;
-    a->R = R;
+    a->R = R; a->backward = backward;
     a->h1 = (float *)mallocCheck(R * HH * sizeof(float));
     a->h1g = (float *)mallocCheck(R * HH * sizeof(float));
     a->h2 = (float *)mallocCheck(R * HH * sizeof(float));
@@ -1307,8 +1315,8 @@ void head_acts_free(HeadActs *a) {
 
 void head_forward(HeadActs *a, const ParameterTensors *p, const Config *c, const float *feat) {
     int R = a->R, D = c->dim, HH = c->head_hidden, BN = c->bottleneck, K = c->out_dim;
-    matmul_gelu_forward(a->h1, a->h1g, feat, p->head1w, p->head1b, R, D, HH);
-    matmul_gelu_forward(a->h2, a->h2g, a->h1g, p->head2w, p->head2b, R, HH, HH);
+    matmul_gelu_forward(a->h1, a->h1g, feat, p->head1w, p->head1b, R, D, HH, a->backward);
+    matmul_gelu_forward(a->h2, a->h2g, a->h1g, p->head2w, p->head2b, R, HH, HH, a->backward);
     matmul_forward(a->z, a->h2g, p->head3w, p->head3b, R, HH, BN);
     l2norm_forward(a->zn, a->znorm, a->z, R, BN);     // x = nn.functional.normalize(x, dim=-1)
     l2norm_forward(a->wn, a->vnorm, p->lastv, K, BN); // weight_norm: w_k = g_k v_k / |v_k|, g = 1
@@ -1412,8 +1420,8 @@ void dino_build(Dino *d, const Config *cfg) {
     backbone_acts_alloc(&d->s_global, c, 2 * B, c->img_size, 1);
     if (c->n_local > 0) backbone_acts_alloc(&d->s_local, c, c->n_local * B, c->local_size, 1);
     backbone_acts_alloc(&d->t_global, c, 2 * B, c->img_size, 0);
-    head_acts_alloc(&d->s_head, c, d->RS);
-    head_acts_alloc(&d->t_head, c, d->RT);
+    head_acts_alloc(&d->s_head, c, d->RS, 1);
+    head_acts_alloc(&d->t_head, c, d->RT, 0);
     d->s_feat = (float *)mallocCheck((size_t)d->RS * D * sizeof(float));
     d->t_feat = (float *)mallocCheck((size_t)d->RT * D * sizeof(float));
     d->ps = (float *)mallocCheck((size_t)d->RS * K * sizeof(float));

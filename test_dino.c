@@ -483,15 +483,24 @@ static void test_blocked_products(Rng *r) {
         report(memcmp(y1, y2, (size_t)N * OC * 4) == 0 && memcmp(dx1, dx2, (size_t)N * C * 4) == 0 &&
                memcmp(dw1, dw2, (size_t)OC * C * 4) == 0 && memcmp(db1, db2, OC * 4) == 0,
                "blocked products N %d C %d OC %d: bit-identical with 1 thread and with %d", N, C, OC, before > 1 ? before : 2);
-        // fused GELU forward: out as matmul_forward, act as gelu_forward of it
-        float *out = zeros((size_t)N * OC), *act = zeros((size_t)N * OC), *act_ref = zeros((size_t)N * OC);
-        matmul_gelu_forward(out, act, x, w, b, N, C, OC);
-        gelu_forward(act_ref, y, (size_t)N * OC);
-        int same_gelu = memcmp(out, y, (size_t)N * OC * 4) == 0 && memcmp(act, act_ref, (size_t)N * OC * 4) == 0;
-        // fused GELU backward (the layer's input was gelu(h), h any values): dx as matmul_backward then gelu_backward
-        float *h = randn((size_t)N * C, r, 2.0f), *dh = zeros((size_t)N * C), *dh_ref = zeros((size_t)N * C);
+        // fused GELU forward: out as matmul_forward, act as gelu_forward of it; with keep_grad
+        // out is gelu'(y) as gelu_backward computes it (for an output gradient of 1)
+        size_t NO = (size_t)N * OC;
+        float *out = zeros(NO), *act = zeros(NO), *act_ref = zeros(NO), *ones = zeros(NO > (size_t)N * C ? NO : (size_t)N * C);
+        float *grad_ref = zeros(NO);
+        for (size_t i = 0; i < NO || i < (size_t)N * C; i++) ones[i] = 1.0f;
+        matmul_gelu_forward(out, act, x, w, b, N, C, OC, 0);
+        gelu_forward(act_ref, y, NO);
+        int same_gelu = memcmp(out, y, NO * 4) == 0 && memcmp(act, act_ref, NO * 4) == 0;
+        matmul_gelu_forward(out, act, x, w, b, N, C, OC, 1);
+        gelu_backward(grad_ref, y, ones, NO);
+        same_gelu = same_gelu && memcmp(out, grad_ref, NO * 4) == 0 && memcmp(act, act_ref, NO * 4) == 0;
+        // fused GELU backward (the layer's input was gelu(h), h any values, given gelu'(h)):
+        // dx as matmul_backward then gelu_backward
+        float *h = randn((size_t)N * C, r, 2.0f), *dgelu = zeros((size_t)N * C), *dh = zeros((size_t)N * C), *dh_ref = zeros((size_t)N * C);
         float *dwf = zeros((size_t)OC * C), *dbf = zeros(OC);
-        matmul_gelu_backward(dh, dwf, dbf, dy, x, h, w, N, C, OC);
+        gelu_backward(dgelu, h, ones, (size_t)N * C);
+        matmul_gelu_backward(dh, dwf, dbf, dy, x, dgelu, w, N, C, OC);
         gelu_backward(dh_ref, h, dx, (size_t)N * C);
         int same_gelu_grad = memcmp(dh, dh_ref, (size_t)N * C * 4) == 0 && memcmp(dwf, dw, (size_t)OC * C * 4) == 0 &&
                              memcmp(dbf, db, OC * 4) == 0;
@@ -507,10 +516,10 @@ static void test_blocked_products(Rng *r) {
         for (size_t i = 0; i < (size_t)N * OC; i++) ref_res[i] = res[i] + 1.0f * y[i];
         same_res = same_res && memcmp(out_res, ref_res, (size_t)N * OC * 4) == 0;
         report(same_gelu && same_gelu_grad && same_res,
-               "fused epilogues N %d C %d OC %d bit-identical to the separate layers: gelu %s, gelu backward %s, residual add %s",
+               "fused epilogues N %d C %d OC %d bit-identical to the separate layers: gelu (and gelu' kept) %s, gelu backward %s, residual add %s",
                N, C, OC, same_gelu ? "yes" : "NO", same_gelu_grad ? "yes" : "NO", same_res ? "yes" : "NO");
-        float *bufs[] = { x, w, b, dy, y, dx, dw, db, y1, dx1, dw1, db1, y2, dx2, dw2, db2, out, act, act_ref, h, dh, dh_ref, dwf, dbf,
-                          scale, res, out_res, ref_res };
+        float *bufs[] = { x, w, b, dy, y, dx, dw, db, y1, dx1, dw1, db1, y2, dx2, dw2, db2, out, act, act_ref, ones, grad_ref,
+                          h, dgelu, dh, dh_ref, dwf, dbf, scale, res, out_res, ref_res };
         for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) free(bufs[i]);
         free(y64); free(dx64); free(dw64); free(db64);
     }
