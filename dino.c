@@ -594,10 +594,10 @@ void matmul_residual_forward(float *out, const float *x, const float *scale, int
 void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                      const float *weight, int N, int C, int OC) {
     // forward: out[n,o] = bias[o] + sum_i inp[n,i] weight[o,i]. Writes dinp (may be NULL: the
-    // first layer's input needs no gradient); accumulates into dweight and dbias (may be NULL),
-    // which sum over the passes of a step.
+    // first layer's input needs no gradient); accumulates into dweight and dbias, which sum
+    // over the passes of a step (dbias may be NULL; dweight NULL: a frozen weight, neither).
     if (dinp != NULL) matmul_blocked(dinp, C, dout, OC, 1, weight, C, 1, N, C, OC, 1, NULL, NULL, NULL);
-    matmul_blocked(dweight, C, dout, 1, OC, inp, C, 1, OC, C, N, 0, NULL, dbias, NULL);
+    if (dweight != NULL) matmul_blocked(dweight, C, dout, 1, OC, inp, C, 1, OC, C, N, 0, NULL, dbias, NULL);
 }
 
 // matmul_backward of a layer whose input was inp = gelu(h), and the GELU's backward, one
@@ -1326,12 +1326,19 @@ void head_forward(HeadActs *a, const ParameterTensors *p, const Config *c, const
 // Scratch for the head's backward pass.
 typedef struct { float *dzn, *dz, *dh1, *dh2, *dwn; } HeadScratch;
 
+// last_frozen: the last layer is frozen this step, its gradient would be dropped unused
+// (official: computed, then cancel_gradients_last_layer sets it to None), so it is not
+// computed and g->lastv stays 0.
 void head_backward(ParameterTensors *g, float *dfeat, HeadScratch *w, const HeadActs *a, const ParameterTensors *p,
-                   const Config *c, const float *feat, const float *dlogits) {
+                   const Config *c, const float *feat, const float *dlogits, int last_frozen) {
     int R = a->R, D = c->dim, HH = c->head_hidden, BN = c->bottleneck, K = c->out_dim;
-    memset(w->dwn, 0, (size_t)K * BN * sizeof(float));
-    matmul_backward(w->dzn, w->dwn, NULL, dlogits, a->zn, a->wn, R, BN, K);
-    l2norm_backward(g->lastv, w->dwn, a->wn, a->vnorm, K, BN);
+    if (last_frozen)
+        matmul_backward(w->dzn, NULL, NULL, dlogits, a->zn, a->wn, R, BN, K);
+    else {
+        memset(w->dwn, 0, (size_t)K * BN * sizeof(float));
+        matmul_backward(w->dzn, w->dwn, NULL, dlogits, a->zn, a->wn, R, BN, K);
+        l2norm_backward(g->lastv, w->dwn, a->wn, a->vnorm, K, BN);
+    }
     memset(w->dz, 0, (size_t)R * BN * sizeof(float));
     l2norm_backward(w->dz, w->dzn, a->zn, a->znorm, R, BN);
     matmul_gelu_backward(w->dh2, g->head3w, g->head3b, w->dz, a->h2g, a->h2, p->head3w, R, HH, BN);
@@ -1489,11 +1496,12 @@ void student_forward(Dino *d, const float *globals, const float *locals, int dro
     head_forward(&d->s_head, &d->p, c, d->s_feat);
 }
 
-// From d->dlogits to the student's gradients (accumulated into d->grads).
-void student_backward(Dino *d, int drop_path) {
+// From d->dlogits to the student's gradients (accumulated into d->grads); with last_frozen
+// the last layer's stays 0 (head_backward).
+void student_backward(Dino *d, int drop_path, int last_frozen) {
     const Config *c = &d->cfg;
     const float *dp = drop_path ? d->dp_scale : NULL;
-    head_backward(&d->g, d->dfeat, &d->hw, &d->s_head, &d->p, c, d->s_feat, d->dlogits);
+    head_backward(&d->g, d->dfeat, &d->hw, &d->s_head, &d->p, c, d->s_feat, d->dlogits, last_frozen);
     backbone_backward(&d->g, &d->bw, &d->s_global, &d->p, c, d->dfeat, dp, d->RS);
     if (c->n_local > 0)
         backbone_backward(&d->g, &d->bw, &d->s_local, &d->p, c, d->dfeat + (size_t)d->RT * c->dim, dp ? dp + d->RT : NULL, d->RS);
@@ -1650,9 +1658,10 @@ float dino_step(Dino *d, const float *globals, const float *locals) {
     memset(d->grads, 0, d->num_params * sizeof(float));
     memset(d->dlogits, 0, (size_t)d->RS * c->out_dim * sizeof(float));
     dino_loss_backward(d->dlogits, d->ps, d->pt, c->student_temp, c->batch, 2 + c->n_local, c->out_dim);
-    student_backward(d, use_dp);
+    int last_frozen = epoch < c->freeze_last_layer;
+    student_backward(d, use_dp, last_frozen);
     if (!clip_gradients(d, c->clip_grad)) return NAN; // a gradient is not finite: nothing updated, the caller stops the run
-    adamw_update(d, epoch < c->freeze_last_layer);
+    adamw_update(d, last_frozen);
     ema_update(d, d->momentum);
     d->step++;
     return d->loss;

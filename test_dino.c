@@ -251,7 +251,7 @@ static void test_step0_against_torch(void) {
     memset(d.grads, 0, d.num_params * sizeof(float));
     memset(d.dlogits, 0, (size_t)d.RS * K * sizeof(float));
     dino_loss_backward(d.dlogits, d.ps, d.pt, c.student_temp, c.batch, 2 + c.n_local, K);
-    student_backward(&d, 0);
+    student_backward(&d, 0, 0);
     report(compare_params("gradients", d.grads, d.param_sizes, c.depth, "grad."),
            "every parameter gradient of the step-0 loss (%d tensors)", NUM_PARAM_TENSORS);
     dino_free(&d);
@@ -284,7 +284,7 @@ static void test_drop_path_against_torch(void) {
     memset(d.grads, 0, d.num_params * sizeof(float));
     memset(d.dlogits, 0, (size_t)d.RS * K * sizeof(float));
     dino_loss_backward(d.dlogits, d.ps, d.pt, c.student_temp, c.batch, 2 + c.n_local, K);
-    student_backward(&d, 1);
+    student_backward(&d, 1, 0);
     report(compare_params("drop path", d.grads, d.param_sizes, c.depth, "grad_dp."), "every gradient with stochastic depth");
     dino_free(&d);
 }
@@ -720,7 +720,7 @@ static void test_fd_whole_model(void) {
     memset(d.grads, 0, d.num_params * sizeof(float));
     memset(d.dlogits, 0, (size_t)d.RS * c.out_dim * sizeof(float));
     dino_loss_backward(d.dlogits, d.ps, d.pt, c.student_temp, c.batch, 2 + c.n_local, c.out_dim);
-    student_backward(&d, 1);
+    student_backward(&d, 1, 0);
     float one = 1.0f;
     Objective o = { model_fwd, &m, &d.loss, 1, &one };
     // every tensor, at its entry with the largest gradient (the per-layer checks above
