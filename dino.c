@@ -1196,7 +1196,9 @@ void backbone_forward(BackboneActs *a, const ParameterTensors *p, const Config *
         // token 0), so the last block's other rows would be computed and thrown away. There
         // the Tq = 1 query is the CLS token: its attention row, and the projection, norm2 and
         // MLP on R rows instead of R T. Keys and values still come from every token. The
-        // official code computes every row; the CLS rows are the same numbers either way.
+        // official code computes every row: its CLS rows are these numbers, and the other
+        // rows get zero gradient, so the weight gradients sum the same terms (only grouped
+        // differently in float32, as the sums no longer pass the zero terms).
         int Tq = l == c->depth - 1 ? 1 : T;
         size_t RQ = (size_t)R * Tq;
         const float *xq = x; // the query tokens' rows of x
@@ -3681,23 +3683,27 @@ static int cmd_linear(int argc, char **argv) {
     return 0;
 }
 
-// FLOPs of one training step, counting matmuls and attention only (as data/bench_torch.py
-// does): the teacher's forward on the global crops, the student's forward and backward on
-// all crops (backward = 2x forward, but the patch embedding needs no input gradient).
-static double step_flops(const Config *c) {
+// FLOPs of one training step, counting matmuls and attention only: the teacher's forward on
+// the global crops, the student's forward and backward on all crops (backward = 2x forward,
+// but the patch embedding needs no input gradient). executed = 0: the model's FLOPs, counted
+// as data/bench_torch.py counts them (every row of every block, the last layer's gradient
+// computed while frozen); 1: the ones dino.c runs, without the last block's rows other than
+// CLS after its qkv product (backbone_forward) and, with last_frozen, the frozen gradient.
+static double step_flops(const Config *c, int executed, int last_frozen) {
     double D = c->dim, H = (double)c->mlp_ratio * c->dim, hs = (double)c->dim / c->heads, CPP = (double)c->channels * c->patch * c->patch;
     double fwd[2], bwd[2];
     for (int g = 0; g < 2; g++) {
         double n = (double)((g == 0 ? c->img_size : c->local_size) / c->patch), np = n * n, T = np + 1;
         double embed = 2 * np * CPP * D;
-        double mm = 2 * T * D * 3 * D + 2 * T * D * D + 2 * T * D * H + 2 * T * H * D;
-        double att = c->heads * 4 * T * T * hs;
-        fwd[g] = embed + c->depth * (mm + att);
-        bwd[g] = embed + 2 * c->depth * (mm + att);
+        double qkv = 2 * T * D * 3 * D, per_query = 2 * D * D + 4 * D * H + c->heads * 4 * T * hs; // proj, MLP, attention row
+        double block = qkv + T * per_query, last = executed ? qkv + per_query : block;
+        fwd[g] = embed + (c->depth - 1) * block + last;
+        bwd[g] = embed + 2 * ((c->depth - 1) * block + last);
     }
-    double HH = c->head_hidden, BN = c->bottleneck, head = 2 * (D * HH + HH * HH + HH * BN + BN * c->out_dim);
+    double HH = c->head_hidden, BN = c->bottleneck, K = c->out_dim, head = 2 * (D * HH + HH * HH + HH * BN + BN * K);
+    double head_bwd = 2 * head - (executed && last_frozen ? 2 * BN * K : 0);
     double ng = 2.0 * c->batch, nl = (double)c->n_local * c->batch;
-    return ng * (fwd[0] + head) + ng * fwd[0] + nl * fwd[1] + (ng + nl) * head + ng * bwd[0] + nl * bwd[1] + (ng + nl) * 2 * head;
+    return ng * (fwd[0] + head) + ng * fwd[0] + nl * fwd[1] + (ng + nl) * head + ng * bwd[0] + nl * bwd[1] + (ng + nl) * head_bwd;
 }
 
 // Times full training steps on fixed random crops (no data loading): teacher forward,
@@ -3747,13 +3753,16 @@ static int cmd_bench(int argc, char **argv) {
         if (s >= warmup) t[s - warmup] = now_seconds() - t0;
     }
     qsort(t, steps, sizeof(double), cmp_double);
-    double med = steps % 2 ? t[steps / 2] : 0.5 * (t[steps / 2 - 1] + t[steps / 2]), flops = step_flops(&cfg);
+    double med = steps % 2 ? t[steps / 2] : 0.5 * (t[steps / 2 - 1] + t[steps / 2]), flops = step_flops(&cfg, 0, 0);
+    double run = step_flops(&cfg, 1, 200 / cfg.steps_per_epoch < cfg.freeze_last_layer); // the steps run from step 200
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("config: %d px patch %d, dim %d depth %d heads %d mlp %d, head %d/%d, K %d, 2x%d px + %dx%d px crops, batch %d\n",
            cfg.img_size, cfg.patch, cfg.dim, cfg.depth, cfg.heads, cfg.mlp_ratio, cfg.head_hidden, cfg.bottleneck, cfg.out_dim,
            cfg.img_size, cfg.n_local, cfg.local_size, cfg.batch);
-    printf("FLOPs per step: %.3f GFLOP (matmuls and attention)\n", flops / 1e9);
+    printf("FLOPs per step: %.3f GFLOP (matmuls and attention, counted as data/bench_torch.py counts them); dino.c runs "
+           "%.3f of them (the last block's CLS rows only after its qkv product, no gradient for the frozen last layer): "
+           "%.1f GFLOP/s\n", flops / 1e9, run / 1e9, run / med / 1e9);
     printf("bench dino.c: step %.1f ms (median of %d, min %.1f, max %.1f), %.1f img/s, %.1f GFLOP/s, peak RSS %.0f MiB, threads %d\n",
            med * 1e3, steps, t[0] * 1e3, t[steps - 1] * 1e3, cfg.batch / med, flops / med / 1e9, ru.ru_maxrss / 1024.0, threads);
     free(g); free(l); free(t);
