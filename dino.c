@@ -425,19 +425,11 @@ static inline __attribute__((always_inline)) void tile_product(float *Cm, size_t
             for (int j = 0; j < W; j++) acc[r][j] += ar * b[j];
         }
     }
+    // one loop for the three cases: a plain copy c[j] = acc[r][j] would become a call-free
+    // memcpy of 8-byte moves (GCC's idiom), a third of the time of the attention's products
     for (int r = 0; r < mr; r++) {
-        size_t o = (size_t)(i0 + r) * ldc + n0;
-        float *c = Cm + o;
-        if (!first) {
-            #pragma omp simd
-            for (int j = 0; j < nr; j++) c[j] += acc[r][j];
-        } else if (bias != NULL) {
-            #pragma omp simd
-            for (int j = 0; j < nr; j++) c[j] = bias[n0 + j] + acc[r][j];
-        } else {
-            #pragma omp simd
-            for (int j = 0; j < nr; j++) c[j] = acc[r][j];
-        }
+        float *c = Cm + (size_t)(i0 + r) * ldc + n0;
+        for (int j = 0; j < nr; j++) c[j] = (!first ? c[j] : bias != NULL ? bias[n0 + j] : 0.0f) + acc[r][j];
     }
 }
 
@@ -474,7 +466,8 @@ static void apply_epilogue(const Epilogue *epi, float *Cm, size_t ldc, int m0, i
 static void matmul_rows(float *Cm, size_t ldc, const float *A, size_t sai, size_t sak,
                         const float *B, size_t sbk, size_t sbj, int M, int Nc, int K,
                         int overwrite, const float *bias, float *rowsum, const Epilogue *epi, int m0, int mc) {
-    float rs[MM_MC] = {0};
+    float rs[MM_MC];
+    if (rowsum != NULL) memset(rs, 0, sizeof(rs));
     for (int k0 = 0; k0 < K; k0 += MM_KC) {
         int kc = imin(MM_KC, K - k0), first = overwrite && k0 == 0;
         const Epilogue *last = k0 + kc == K && epi != NULL && epi->kind != EPI_NONE ? epi : NULL;
