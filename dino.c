@@ -413,9 +413,10 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, size_t N) {
 
 static int imin(int a, int b) { return a < b ? a : b; }
 
-// What a product does to each finished tile of Cm (after its last k slice), while the tile
-// is still in cache: the elementwise layer next to a linear layer, fused into its product so
-// that layer needs no pass of its own over memory. The operations are those of the layer's
+// What a product does to Cm once it is complete, a thread's block of rows one strip of
+// columns at a time, right after the strip's last k slice while it is still in cache: the
+// elementwise layer next to a linear layer, fused into its product so that layer needs no
+// pass of its own over memory. The operations are those of the layer's
 // own function (gelu_forward, gelu_backward, residual_forward), so results are bit-identical.
 enum { EPI_NONE, EPI_GELU, EPI_GELU_KEEP_GRAD, EPI_MUL, EPI_RESIDUAL };
 typedef struct {
@@ -444,8 +445,8 @@ static inline __attribute__((always_inline)) void tile_product(float *Cm, size_t
             for (int j = 0; j < W; j++) acc[r][j] += ar * b[j];
         }
     }
-    // one loop for the three cases: a plain copy c[j] = acc[r][j] would become a call-free
-    // memcpy of 8-byte moves (GCC's idiom), a third of the time of the attention's products
+    // one loop for the three cases: on its own, the plain copy c[j] = acc[r][j] is compiled
+    // as an inline memcpy of 8-byte moves (GCC's idiom), a third of the attention's products
     for (int r = 0; r < mr; r++) {
         float *c = Cm + (size_t)(i0 + r) * ldc + n0;
         for (int j = 0; j < nr; j++) c[j] = (!first ? c[j] : bias != NULL ? bias[n0 + j] : 0.0f) + acc[r][j];
