@@ -94,7 +94,7 @@ static size_t bytes_requested = 0;
 // Buffers of 2 MB and more are aligned to 2 MB and marked for transparent huge pages (Linux
 // madvise; elsewhere plain malloc): the products read activations and weights with strides
 // of kilobytes, and with 4 KB pages nearly every row they touch needs its own TLB entry
-// (bench step -5%).
+// (benchmark step 1344 -> 1224 ms, README "Performance").
 static void *alloc_aligned(size_t size) {
 #ifdef MADV_HUGEPAGE
     const size_t huge = (size_t)1 << 21;
@@ -119,9 +119,8 @@ static void *malloc_check(size_t size, const char *file, int line) {
 static void *calloc_check(size_t n, size_t size, const char *file, int line) {
     bytes_requested += n * size;
     void *p = size != 0 && n > SIZE_MAX / size ? NULL : alloc_aligned(n * size);
-    if (p != NULL) memset(p, 0, n * size);
     if (p == NULL) die("out of memory allocating %zu x %zu bytes [%s:%d]; try a smaller --batch or model", n, size, file, line);
-    return p;
+    return memset(p, 0, n * size);
 }
 #define callocCheck(n, size) calloc_check(n, size, __FILE__, __LINE__)
 
@@ -394,7 +393,6 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, size_t N) {
     for (size_t i = 0; i < N; i++) dinp[i] = gelu_grad(inp[i]) * dout[i];
 }
 
-
 // All three products of a linear layer have the form Cm (M, Nc) += A (M, K) @ B (K, Nc), with
 // A and B read through strides, so a transposed operand is never copied as a whole:
 //   forward   out (N, OC)      = inp (N, C)       @ weight^T (C, OC)  + bias
@@ -416,9 +414,9 @@ static int imin(int a, int b) { return a < b ? a : b; }
 // What a product does to Cm once it is complete, a thread's block of rows one strip of
 // columns at a time, right after the strip's last k slice while it is still in cache: the
 // elementwise layer next to a linear layer, fused into its product so that layer needs no
-// pass of its own over memory. The operations are those of the layer's
-// own function (gelu_forward, gelu_backward, residual_forward), so results are bit-identical.
-enum { EPI_NONE, EPI_GELU, EPI_GELU_KEEP_GRAD, EPI_MUL, EPI_RESIDUAL };
+// pass of its own over memory. The operations are those of the layer's own function
+// (gelu_forward, gelu_backward, residual_forward), so results are bit-identical.
+enum { EPI_GELU, EPI_GELU_KEEP_GRAD, EPI_MUL, EPI_RESIDUAL };
 typedef struct {
     int kind;
     float *act;         // EPI_GELU: act = gelu(Cm);  EPI_GELU_KEEP_GRAD: the same, then Cm = gelu'(Cm); laid out as Cm
@@ -490,7 +488,7 @@ static void matmul_rows(float *Cm, size_t ldc, const float *A, size_t sai, size_
     if (rowsum != NULL) memset(rs, 0, sizeof(rs));
     for (int k0 = 0; k0 < K; k0 += MM_KC) {
         int kc = imin(MM_KC, K - k0), first = overwrite && k0 == 0;
-        const Epilogue *last = k0 + kc == K && epi != NULL && epi->kind != EPI_NONE ? epi : NULL;
+        const Epilogue *last = k0 + kc == K ? epi : NULL;
         if (rowsum != NULL)
             for (int k = 0; k < kc; k++)
                 for (int i = 0; i < mc; i++) rs[i] += A[(m0 + i) * sai + (k0 + k) * sak];
@@ -604,13 +602,19 @@ void matmul_residual_forward(float *out, const float *x, const float *scale, int
     linear_forward(out, inp, weight, bias, N, C, OC, &epi);
 }
 
+// forward: out[n,o] = bias[o] + sum_i inp[n,i] weight[o,i]. Writes dinp (may be NULL: the
+// first layer's input needs no gradient; epi, if not NULL, applied to it); accumulates into
+// dweight and dbias, which sum over the passes of a step (dbias may be NULL; dweight NULL:
+// a frozen weight, neither).
+static void linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                            const float *weight, int N, int C, int OC, const Epilogue *epi) {
+    if (dinp != NULL) matmul_blocked(dinp, C, dout, OC, 1, weight, C, 1, N, C, OC, 1, NULL, NULL, epi);
+    if (dweight != NULL) matmul_blocked(dweight, C, dout, 1, OC, inp, C, 1, OC, C, N, 0, NULL, dbias, NULL);
+}
+
 void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                      const float *weight, int N, int C, int OC) {
-    // forward: out[n,o] = bias[o] + sum_i inp[n,i] weight[o,i]. Writes dinp (may be NULL: the
-    // first layer's input needs no gradient); accumulates into dweight and dbias, which sum
-    // over the passes of a step (dbias may be NULL; dweight NULL: a frozen weight, neither).
-    if (dinp != NULL) matmul_blocked(dinp, C, dout, OC, 1, weight, C, 1, N, C, OC, 1, NULL, NULL, NULL);
-    if (dweight != NULL) matmul_blocked(dweight, C, dout, 1, OC, inp, C, 1, OC, C, N, 0, NULL, dbias, NULL);
+    linear_backward(dinp, dweight, dbias, dout, inp, weight, N, C, OC, NULL);
 }
 
 // matmul_backward of a layer whose input was inp = gelu(h), and the GELU's backward, one
@@ -619,8 +623,7 @@ void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dou
 void matmul_gelu_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                           const float *dgelu, const float *weight, int N, int C, int OC) {
     Epilogue epi = { .kind = EPI_MUL, .x = dgelu };
-    matmul_blocked(dinp, C, dout, OC, 1, weight, C, 1, N, C, OC, 1, NULL, NULL, &epi);
-    matmul_blocked(dweight, C, dout, 1, OC, inp, C, 1, OC, C, N, 0, NULL, dbias, NULL);
+    linear_backward(dinp, dweight, dbias, dout, inp, weight, N, C, OC, &epi);
 }
 
 // Multi-head self-attention, no mask (every token sees every token). qkv holds for each
@@ -692,7 +695,8 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv, const 
 // The residual connection with stochastic depth (drop path): out = x + scale[r] * branch,
 // one scale per image r: 0 for an image whose branch is dropped, 1/keep_prob for a kept
 // one (the official drop_path computes x.div(keep_prob) * mask). scale NULL = no drop path,
-// which is the teacher, and the student in blocks whose drop rate is 0.
+// which is the teacher, and the student in blocks whose drop rate is 0. The network does the
+// add fused into the branch's last product (matmul_residual_forward), the same operations.
 void residual_forward(float *out, const float *x, const float *branch, const float *scale, int R, size_t TD) {
     #pragma omp parallel for
     for (int r = 0; r < R; r++) {
@@ -3752,7 +3756,8 @@ static int cmd_bench(int argc, char **argv) {
     cfg.total_steps = 1000; // a mid-schedule step: lr > 0, every part of the update runs
     Dino d;
     dino_build(&d, &cfg);
-    d.step = 200;
+    const int start = 200; // the timed steps run from here
+    d.step = start;
     size_t ng = (size_t)2 * cfg.batch * cfg.channels * cfg.img_size * cfg.img_size;
     size_t nl = (size_t)cfg.n_local * cfg.batch * cfg.channels * cfg.local_size * cfg.local_size;
     float *g = (float *)mallocCheck(ng * 4), *l = (float *)mallocCheck((nl ? nl : 1) * 4);
@@ -3767,7 +3772,7 @@ static int cmd_bench(int argc, char **argv) {
     }
     qsort(t, steps, sizeof(double), cmp_double);
     double med = steps % 2 ? t[steps / 2] : 0.5 * (t[steps / 2 - 1] + t[steps / 2]), flops = step_flops(&cfg, 0, 0);
-    double run = step_flops(&cfg, 1, 200 / cfg.steps_per_epoch < cfg.freeze_last_layer); // the steps run from step 200
+    double run = step_flops(&cfg, 1, start / cfg.steps_per_epoch < cfg.freeze_last_layer);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("config: %d px patch %d, dim %d depth %d heads %d mlp %d, head %d/%d, K %d, 2x%d px + %dx%d px crops, batch %d\n",

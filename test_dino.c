@@ -485,10 +485,9 @@ static void test_blocked_products(Rng *r) {
                "blocked products N %d C %d OC %d: bit-identical with 1 thread and with %d", N, C, OC, before > 1 ? before : 2);
         // fused GELU forward: out as matmul_forward, act as gelu_forward of it; with keep_grad
         // out is gelu'(y) as gelu_backward computes it (for an output gradient of 1)
-        size_t NO = (size_t)N * OC;
-        float *out = zeros(NO), *act = zeros(NO), *act_ref = zeros(NO), *ones = zeros(NO > (size_t)N * C ? NO : (size_t)N * C);
-        float *grad_ref = zeros(NO);
-        for (size_t i = 0; i < NO || i < (size_t)N * C; i++) ones[i] = 1.0f;
+        size_t NO = (size_t)N * OC, NI = (size_t)N * C, nones = NO > NI ? NO : NI;
+        float *out = zeros(NO), *act = zeros(NO), *act_ref = zeros(NO), *grad_ref = zeros(NO), *ones = zeros(nones);
+        for (size_t i = 0; i < nones; i++) ones[i] = 1.0f;
         matmul_gelu_forward(out, act, x, w, b, N, C, OC, 0);
         gelu_forward(act_ref, y, NO);
         int same_gelu = memcmp(out, y, NO * 4) == 0 && memcmp(act, act_ref, NO * 4) == 0;
@@ -504,17 +503,20 @@ static void test_blocked_products(Rng *r) {
         gelu_backward(dh_ref, h, dx, (size_t)N * C);
         int same_gelu_grad = memcmp(dh, dh_ref, (size_t)N * C * 4) == 0 && memcmp(dwf, dw, (size_t)OC * C * 4) == 0 &&
                              memcmp(dbf, db, OC * 4) == 0;
-        // fused residual: rows in images of T = 3 rows (the last image may be short), one image dropped
-        int T = 3, R = (N + T - 1) / T;
-        float *scale = zeros(R), *res = randn((size_t)N * OC, r, 1.0f), *out_res = zeros((size_t)N * OC), *ref_res = zeros((size_t)N * OC);
+        // fused residual add: residual_forward of matmul_forward's output, with the rows in
+        // images of T rows (T the smallest divisor of N above 1), image 1 dropped; and with
+        // no drop path (scale NULL)
+        int T = 2;
+        while (N % T != 0) T++;
+        int R = N / T;
+        float *scale = zeros(R), *res = randn(NO, r, 1.0f), *out_res = zeros(NO), *ref_res = zeros(NO);
         for (int i = 0; i < R; i++) scale[i] = i == 1 ? 0.0f : 1.0f / 0.9f;
         matmul_residual_forward(out_res, res, scale, T, x, w, b, N, C, OC);
-        for (int n = 0; n < N; n++)
-            for (int o = 0; o < OC; o++) ref_res[(size_t)n * OC + o] = res[(size_t)n * OC + o] + scale[n / T] * y[(size_t)n * OC + o];
-        int same_res = memcmp(out_res, ref_res, (size_t)N * OC * 4) == 0;
+        residual_forward(ref_res, res, y, scale, R, (size_t)T * OC);
+        int same_res = memcmp(out_res, ref_res, NO * 4) == 0;
         matmul_residual_forward(out_res, res, NULL, T, x, w, b, N, C, OC);
-        for (size_t i = 0; i < (size_t)N * OC; i++) ref_res[i] = res[i] + 1.0f * y[i];
-        same_res = same_res && memcmp(out_res, ref_res, (size_t)N * OC * 4) == 0;
+        residual_forward(ref_res, res, y, NULL, R, (size_t)T * OC);
+        same_res = same_res && memcmp(out_res, ref_res, NO * 4) == 0;
         report(same_gelu && same_gelu_grad && same_res,
                "fused epilogues N %d C %d OC %d bit-identical to the separate layers: gelu (and gelu' kept) %s, gelu backward %s, residual add %s",
                N, C, OC, same_gelu ? "yes" : "NO", same_gelu_grad ? "yes" : "NO", same_res ? "yes" : "NO");
@@ -1049,18 +1051,11 @@ static void test_augmentation(void) {
     int idx[6] = { 0, 5, 9, 13, 21, 40 }, B = 6;
     size_t ng = (size_t)2 * B * 3 * 32 * 32, nl = (size_t)c.n_local * B * 3 * 16 * 16;
     float *g1 = zeros(ng), *l1 = zeros(nl), *g2 = zeros(ng), *l2 = zeros(nl);
-#ifdef _OPENMP
-    int threads = omp_get_max_threads();
-    omp_set_num_threads(1);
-#endif
+    int threads = set_threads(1);
     make_crops(g1, l1, &ds, idx, B, &c, 17);
-#ifdef _OPENMP
-    omp_set_num_threads(threads > 1 ? threads : 2);
-#endif
+    set_threads(threads > 1 ? threads : 2);
     make_crops(g2, l2, &ds, idx, B, &c, 17);
-#ifdef _OPENMP
-    omp_set_num_threads(threads);
-#endif
+    set_threads(threads);
     report(memcmp(g1, g2, ng * 4) == 0 && memcmp(l1, l2, nl * 4) == 0, "the same crops with 1 thread and with several (per-image random streams)");
     make_crops(g2, l2, &ds, idx, B, &c, 18);
     report(memcmp(g1, g2, ng * 4) != 0 && memcmp(l1, l2, nl * 4) != 0, "another step gives other crops");
