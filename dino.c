@@ -567,8 +567,10 @@ static void transpose(float *out, const float *in, int rows, int cols) {
 static float *wt_scratch = NULL;
 static size_t wt_capacity = 0;
 
-static void linear_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC,
-                           const Epilogue *epi) {
+// Row n of out starts at out + n * ldo and of inp at inp + n * ldi: ldo = OC and ldi = C but
+// for a layer on some of the rows (the last block's qkv, backbone_forward).
+static void linear_forward(float *out, size_t ldo, const float *inp, size_t ldi, const float *weight, const float *bias,
+                           int N, int C, int OC, const Epilogue *epi) {
     size_t n = (size_t)C * OC;
     if (n > wt_capacity) {
         free(wt_scratch);
@@ -576,12 +578,12 @@ static void linear_forward(float *out, const float *inp, const float *weight, co
         wt_capacity = n;
     }
     transpose(wt_scratch, weight, OC, C); // (C, OC)
-    matmul_blocked(out, OC, inp, C, 1, wt_scratch, OC, 1, N, OC, C, 1, bias, NULL, epi);
+    matmul_blocked(out, ldo, inp, ldi, 1, wt_scratch, OC, 1, N, OC, C, 1, bias, NULL, epi);
 }
 
 void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC) {
     // out is (N, OC), inp is (N, C), weight is (OC, C), bias is (OC) or NULL
-    linear_forward(out, inp, weight, bias, N, C, OC, NULL);
+    linear_forward(out, OC, inp, C, weight, bias, N, C, OC, NULL);
 }
 
 // A linear layer and the GELU after it (fc1 -> act, the head's first two layers), one pass:
@@ -592,7 +594,7 @@ void matmul_forward(float *out, const float *inp, const float *weight, const flo
 void matmul_gelu_forward(float *out, float *act, const float *inp, const float *weight, const float *bias, int N, int C, int OC,
                          int keep_grad) {
     Epilogue epi = { .kind = keep_grad ? EPI_GELU_KEEP_GRAD : EPI_GELU, .act = act };
-    linear_forward(out, inp, weight, bias, N, C, OC, &epi);
+    linear_forward(out, OC, inp, C, weight, bias, N, C, OC, &epi);
 }
 
 // A linear layer that ends a residual branch, and the residual add (residual_forward), one
@@ -600,22 +602,24 @@ void matmul_gelu_forward(float *out, float *act, const float *inp, const float *
 void matmul_residual_forward(float *out, const float *x, const float *scale, int T,
                              const float *inp, const float *weight, const float *bias, int N, int C, int OC) {
     Epilogue epi = { .kind = EPI_RESIDUAL, .x = x, .scale = scale, .rows_per_image = T };
-    linear_forward(out, inp, weight, bias, N, C, OC, &epi);
+    linear_forward(out, OC, inp, C, weight, bias, N, C, OC, &epi);
 }
 
 // forward: out[n,o] = bias[o] + sum_i inp[n,i] weight[o,i]. Writes dinp (may be NULL: the
 // first layer's input needs no gradient; epi, if not NULL, applied to it); accumulates into
 // dweight and dbias, which sum over the passes of a step (dbias may be NULL; dweight NULL:
-// a frozen weight, neither).
-static void linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
-                            const float *weight, int N, int C, int OC, const Epilogue *epi) {
-    if (dinp != NULL) matmul_blocked(dinp, C, dout, OC, 1, weight, C, 1, N, C, OC, 1, NULL, NULL, epi);
-    if (dweight != NULL) matmul_blocked(dweight, C, dout, 1, OC, inp, C, 1, OC, C, N, 0, NULL, dbias, NULL);
+// a frozen weight, neither). Rows are ldx, ldd and ldi floats apart in dinp, dout and inp
+// (as in linear_forward); add: dinp += instead of dinp =.
+static void linear_backward(float *dinp, size_t ldx, float *dweight, float *dbias, const float *dout, size_t ldd,
+                            const float *inp, size_t ldi, const float *weight, int N, int C, int OC, int add,
+                            const Epilogue *epi) {
+    if (dinp != NULL) matmul_blocked(dinp, ldx, dout, ldd, 1, weight, C, 1, N, C, OC, !add, NULL, NULL, epi);
+    if (dweight != NULL) matmul_blocked(dweight, C, dout, 1, ldd, inp, ldi, 1, OC, C, N, 0, NULL, dbias, NULL);
 }
 
 void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                      const float *weight, int N, int C, int OC) {
-    linear_backward(dinp, dweight, dbias, dout, inp, weight, N, C, OC, NULL);
+    linear_backward(dinp, C, dweight, dbias, dout, OC, inp, C, weight, N, C, OC, 0, NULL);
 }
 
 // matmul_backward of a layer whose input was inp = gelu(h), and the GELU's backward, one
@@ -624,7 +628,7 @@ void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dou
 void matmul_gelu_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                           const float *dgelu, const float *weight, int N, int C, int OC) {
     Epilogue epi = { .kind = EPI_MUL, .x = dgelu };
-    linear_backward(dinp, dweight, dbias, dout, inp, weight, N, C, OC, &epi);
+    linear_backward(dinp, C, dweight, dbias, dout, OC, inp, C, weight, N, C, OC, 0, &epi);
 }
 
 // Multi-head self-attention, no mask (every token sees every token). qkv holds for each
@@ -1227,8 +1231,9 @@ void backbone_forward(BackboneActs *a, const ParameterTensors *p, const Config *
         const float *dp_mlp = dp_scale != NULL ? dp_scale + (size_t)(2 * l + 1) * dp_stride : NULL;
         // The backbone's output is the CLS token of the last block (the final norm takes
         // token 0), so the last block's other rows would be computed and thrown away. There
-        // the Tq = 1 query is the CLS token: its attention row, and the projection, norm2 and
-        // MLP on R rows instead of R T. Keys and values still come from every token. The
+        // the Tq = 1 query is the CLS token: its q (the other tokens' q columns of qkv are not
+        // written), its attention row, and the projection, norm2 and MLP on R rows instead of
+        // R T. Keys and values still come from every token. The
         // official code computes every row: its CLS rows are these numbers, and the other
         // rows get zero gradient, so the weight gradients sum the same terms (only grouped
         // differently in float32, as the sums no longer pass the zero terms).
@@ -1241,7 +1246,12 @@ void backbone_forward(BackboneActs *a, const ParameterTensors *p, const Config *
         }
         // x = x + drop_path(attn(norm1(x)))
         layernorm_forward(ln1, ln1_mean, ln1_rstd, x, p->ln1w + l * D, p->ln1b + l * D, RT, D);
-        matmul_forward(qkv, ln1, p->qkvw + (size_t)l * 3 * D * D, p->qkvb + l * 3 * D, RT, D, 3 * D);
+        const float *qkvw = p->qkvw + (size_t)l * 3 * D * D, *qkvb = p->qkvb + l * 3 * D;
+        if (Tq == T) matmul_forward(qkv, ln1, qkvw, qkvb, RT, D, 3 * D);
+        else { // k and v of every token (weight rows D..3D), q of the CLS tokens only (rows T apart)
+            linear_forward(qkv + D, 3 * D, ln1, D, qkvw + (size_t)D * D, qkvb + D, RT, D, 2 * D, NULL);
+            linear_forward(qkv, TD * 3, ln1, TD, qkvw, qkvb, R, D, D, NULL);
+        }
         attention_forward(atty, att, qkv, R, T, Tq, D, NH);
         matmul_residual_forward(res2, xq, dp_attn, Tq, atty, p->projw + (size_t)l * D * D, p->projb + l * D, RQ, D, D);
         // x = x + drop_path(mlp(norm2(x)))
@@ -1303,7 +1313,14 @@ void backbone_backward(ParameterTensors *g, BackwardScratch *w, const BackboneAc
             memset(w->dres, 0, RT * D * sizeof(float));
             for (int r = 0; r < R; r++) memcpy(w->dres + (size_t)r * TD, w->dcls + (size_t)r * D, D * sizeof(float));
         }
-        matmul_backward(w->dbranch, g->qkvw + (size_t)l * 3 * D * D, g->qkvb + l * 3 * D, w->dqkv, ln1, p->qkvw + (size_t)l * 3 * D * D, RT, D, 3 * D);
+        float *gqkvw = g->qkvw + (size_t)l * 3 * D * D, *gqkvb = g->qkvb + l * 3 * D;
+        const float *qkvw = p->qkvw + (size_t)l * 3 * D * D;
+        if (Tq == T) matmul_backward(w->dbranch, gqkvw, gqkvb, w->dqkv, ln1, qkvw, RT, D, 3 * D);
+        else { // as the forward: k and v of every token, then q of the CLS tokens added to their rows
+            linear_backward(w->dbranch, D, gqkvw + (size_t)D * D, gqkvb + D, w->dqkv + D, 3 * D, ln1, D,
+                            qkvw + (size_t)D * D, RT, D, 2 * D, 0, NULL);
+            linear_backward(w->dbranch, TD, gqkvw, gqkvb, w->dqkv, TD * 3, ln1, TD, qkvw, R, D, D, 1, NULL);
+        }
         layernorm_backward(w->dres, g->ln1w + l * D, g->ln1b + l * D, w->dbranch, x, p->ln1w + l * D, ln1_mean, ln1_rstd, RT, D);
     }
     // x0 = [cls, patches] + pos;  pos = resize(pos_train) for another resolution
@@ -3729,7 +3746,7 @@ static double step_flops(const Config *c, int executed, int last_frozen) {
         double n = (double)((g == 0 ? c->img_size : c->local_size) / c->patch), np = n * n, T = np + 1;
         double embed = 2 * np * CPP * D;
         double qkv = 2 * T * D * 3 * D, per_query = 2 * D * D + 4 * D * H + c->heads * 4 * T * hs; // proj, MLP, attention row
-        double block = qkv + T * per_query, last = executed ? qkv + per_query : block;
+        double block = qkv + T * per_query, last = executed ? 2 * T * D * 2 * D + 2 * D * D + per_query : block; // k, v of all, q of CLS
         fwd[g] = embed + (c->depth - 1) * block + last;
         bwd[g] = embed + 2 * ((c->depth - 1) * block + last);
     }
@@ -3795,7 +3812,7 @@ static int cmd_bench(int argc, char **argv) {
            cfg.img_size, cfg.patch, cfg.dim, cfg.depth, cfg.heads, cfg.mlp_ratio, cfg.head_hidden, cfg.bottleneck, cfg.out_dim,
            cfg.img_size, cfg.n_local, cfg.local_size, cfg.batch);
     printf("FLOPs per step: %.3f GFLOP (matmuls and attention, counted as data/bench_torch.py counts them); dino.c runs "
-           "%.3f of them (the last block's CLS rows only after its qkv product, no gradient for the frozen last layer): "
+           "%.3f of them (the last block's CLS rows only but for its keys and values, no gradient for the frozen last layer): "
            "%.1f GFLOP/s\n", flops / 1e9, run / 1e9, run / med / 1e9);
     printf("bench dino.c: step %.1f ms (median of %d, min %.1f, max %.1f), %.1f img/s, %.1f GFLOP/s, peak RSS %.0f MiB, threads %d\n",
            med * 1e3, steps, t[0] * 1e3, t[steps - 1] * 1e3, cfg.batch / med, flops / med / 1e9, ru.ru_maxrss / 1024.0, threads);
