@@ -1137,8 +1137,9 @@ void point_parameters(ParameterTensors *p, float *block, const size_t *sizes) {
 // two (global and local crops), the teacher one (global crops only). With keep_all = 0
 // (the teacher, inference) only one block's worth of activations is kept and reused,
 // because nothing runs backward; att then holds the LAST block's attention, which is
-// what the attention maps need. The last block computes only the CLS token's rows after
-// its qkv product (backbone_forward): its slot holds R rows where the others hold R T.
+// what the attention maps need. The last block computes only the CLS token's query and
+// rows, keys and values for every token (backbone_forward): its slot holds R rows where the
+// others hold R T (but for qkv, whose q columns it leaves unwritten on the other rows).
 typedef struct {
     int R, S, G, NP, T, keep_all;
     float *patches;   // (R, NP, C*P*P) unfolded crops
@@ -3737,8 +3738,9 @@ static int cmd_linear(int argc, char **argv) {
 // the global crops, the student's forward and backward on all crops (backward = 2x forward,
 // but the patch embedding needs no input gradient). executed = 0: the model's FLOPs, counted
 // as data/bench_torch.py counts them (every row of every block, the last layer's gradient
-// computed while frozen); 1: the ones dino.c runs, without the last block's rows other than
-// CLS after its qkv product (backbone_forward) and, with last_frozen, the frozen gradient.
+// computed while frozen); 1: the ones dino.c runs, without the last block's queries other
+// than CLS (their q, attention rows, projection and MLP: backbone_forward) and, with
+// last_frozen, without the frozen gradient.
 static double step_flops(const Config *c, int executed, int last_frozen) {
     double D = c->dim, H = (double)c->mlp_ratio * c->dim, hs = (double)c->dim / c->heads, CPP = (double)c->channels * c->patch * c->patch;
     double fwd[2], bwd[2];
