@@ -124,6 +124,8 @@ static void *calloc_check(size_t n, size_t size, const char *file, int line) {
 }
 #define callocCheck(n, size) calloc_check(n, size, __FILE__, __LINE__)
 
+static int imin(int a, int b) { return a < b ? a : b; }
+
 static double now_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -284,64 +286,65 @@ void pos_resize_backward(float *dpos, const float *dout, const float *W, int Nin
 
 // LayerNorm over the last dimension, eps 1e-6 as in the official ViT (not PyTorch's 1e-5).
 #define LN_EPS 1e-6f
-void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
-                       const float *bias, int N, int C) {
-    // out, inp are (N, C); mean, rstd are (N) and kept for the backward pass
-    #pragma omp parallel for
-    for (int n = 0; n < N; n++) {
-        const float *x = inp + (size_t)n * C;
-        float m = 0.0f;
-        #pragma omp simd reduction(+ : m)
-        for (int i = 0; i < C; i++) m += x[i];
-        m /= C;
-        float v = 0.0f;
-        #pragma omp simd reduction(+ : v)
-        for (int i = 0; i < C; i++) { float d = x[i] - m; v += d * d; }
-        v /= C;
-        float s = 1.0f / sqrtf(v + LN_EPS);
-        float *y = out + (size_t)n * C;
-        for (int i = 0; i < C; i++) y[i] = (x[i] - m) * s * weight[i] + bias[i];
-        mean[n] = m;
-        rstd[n] = s;
-    }
+// One row: y = (x - mean) / sqrt(var + eps) * weight + bias, mean and rstd kept for the backward
+static void layernorm_row(float *y, float *mean, float *rstd, const float *x, const float *weight, const float *bias, int C) {
+    float m = 0.0f;
+    #pragma omp simd reduction(+ : m)
+    for (int i = 0; i < C; i++) m += x[i];
+    m /= C;
+    float v = 0.0f;
+    #pragma omp simd reduction(+ : v)
+    for (int i = 0; i < C; i++) { float d = x[i] - m; v += d * d; }
+    v /= C;
+    float s = 1.0f / sqrtf(v + LN_EPS);
+    for (int i = 0; i < C; i++) y[i] = (x[i] - m) * s * weight[i] + bias[i];
+    *mean = m;
+    *rstd = s;
 }
 
+void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+                       const float *bias, int N, int C) {
+    // out, inp are (N, C); mean, rstd are (N) and kept for the backward pass. The network
+    // runs each of its norms but the first fused into the product before it (matmul_residual_forward).
+    #pragma omp parallel for
+    for (int n = 0; n < N; n++) layernorm_row(out + (size_t)n * C, mean + n, rstd + n, inp + (size_t)n * C, weight, bias, C);
+}
+
+#define LN_CHUNK 32 // rows per task of layernorm_backward
 void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                         const float *weight, const float *mean, const float *rstd, int N, int C) {
     // forward: y = (x - mean) * rstd * weight + bias
     // dx = rstd * (dnorm - mean(dnorm) - norm * mean(dnorm * norm)), dnorm = dy * weight
-    #pragma omp parallel for
-    for (int n = 0; n < N; n++) {
-        const float *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
-        float m = mean[n], s = rstd[n];
-        float dnorm_mean = 0.0f, dnorm_norm_mean = 0.0f;
-        #pragma omp simd reduction(+ : dnorm_mean, dnorm_norm_mean)
-        for (int i = 0; i < C; i++) {
-            float norm = (x[i] - m) * s, dnorm = dy[i] * weight[i];
-            dnorm_mean += dnorm;
-            dnorm_norm_mean += dnorm * norm;
-        }
-        dnorm_mean /= C;
-        dnorm_norm_mean /= C;
-        float *dx = dinp + (size_t)n * C;
-        for (int i = 0; i < C; i++) {
-            float norm = (x[i] - m) * s;
-            dx[i] += s * (dy[i] * weight[i] - dnorm_mean - norm * dnorm_norm_mean);
-        }
-    }
-    // weight and bias gradients sum over rows: a separate loop over blocks of 16 columns,
-    // so that threads write disjoint memory, the sum order does not depend on the threads,
-    // and each row contributes one contiguous run of 16 floats
-    #pragma omp parallel for
-    for (int i0 = 0; i0 < C; i0 += 16) {
-        int w = C - i0 < 16 ? C - i0 : 16;
-        float dw[16] = { 0 }, db[16] = { 0 };
-        for (int n = 0; n < N; n++) {
-            const float *dy = dout + (size_t)n * C + i0, *x = inp + (size_t)n * C + i0;
+    // dweight += sum over rows of dy * norm, dbias += sum of dy: each chunk of LN_CHUNK rows
+    // sums its own rows while it has them in cache, and the chunks add their sums in chunk
+    // order (ordered), so the result does not depend on the number of threads
+    int chunks = (N + LN_CHUNK - 1) / LN_CHUNK;
+    #pragma omp parallel for ordered schedule(static, 1)
+    for (int ch = 0; ch < chunks; ch++) {
+        float dw[C], db[C];
+        for (int i = 0; i < C; i++) dw[i] = db[i] = 0.0f;
+        for (int n = ch * LN_CHUNK; n < imin(N, (ch + 1) * LN_CHUNK); n++) {
+            const float *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
             float m = mean[n], s = rstd[n];
-            for (int i = 0; i < w; i++) { dw[i] += dy[i] * (x[i] - m) * s; db[i] += dy[i]; }
+            float dnorm_mean = 0.0f, dnorm_norm_mean = 0.0f;
+            #pragma omp simd reduction(+ : dnorm_mean, dnorm_norm_mean)
+            for (int i = 0; i < C; i++) {
+                float norm = (x[i] - m) * s, dnorm = dy[i] * weight[i];
+                dnorm_mean += dnorm;
+                dnorm_norm_mean += dnorm * norm;
+            }
+            dnorm_mean /= C;
+            dnorm_norm_mean /= C;
+            float *dx = dinp + (size_t)n * C;
+            for (int i = 0; i < C; i++) {
+                float norm = (x[i] - m) * s;
+                dx[i] += s * (dy[i] * weight[i] - dnorm_mean - norm * dnorm_norm_mean);
+                dw[i] += dy[i] * norm;
+                db[i] += dy[i];
+            }
         }
-        for (int i = 0; i < w; i++) { dweight[i0 + i] += dw[i]; dbias[i0 + i] += db[i]; }
+        #pragma omp ordered
+        for (int i = 0; i < C; i++) { dweight[i] += dw[i]; dbias[i] += db[i]; }
     }
 }
 
@@ -409,7 +412,6 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, size_t N) {
 #define MM_KC 256   // k slice: Bp is KC x NR floats = 64 KB on the stack
 #define MM_MC (84 * MM_MR)  // rows per work unit at most, 504 (its slice of A stays in L2); a multiple of MR
 
-static int imin(int a, int b) { return a < b ? a : b; }
 
 // What a product does to Cm once it is complete, a thread's block of rows one strip of
 // columns at a time, right after the strip's last k slice while it is still in cache: the
@@ -417,12 +419,15 @@ static int imin(int a, int b) { return a < b ? a : b; }
 // pass of its own over memory. The operations are those of the layer's own function
 // (gelu_forward, gelu_backward, residual_forward), so results are bit-identical.
 enum { EPI_GELU, EPI_GELU_KEEP_GRAD, EPI_MUL, EPI_RESIDUAL };
+// A LayerNorm's output: out (N, C), and mean, rstd (N) for its backward; its weight and bias (C).
+typedef struct { float *out, *mean, *rstd; const float *weight, *bias; } NormOut;
 typedef struct {
     int kind;
     float *act;         // EPI_GELU: act = gelu(Cm) (act may be Cm);  EPI_GELU_KEEP_GRAD: the same, then Cm = gelu'(Cm); laid out as Cm
     const float *x;     // EPI_MUL: Cm = x * Cm;  EPI_RESIDUAL: Cm = x + scale * Cm; laid out as Cm
     const float *scale; // EPI_RESIDUAL: one per image (NULL: 1), of rows_per_image rows of Cm each
     int rows_per_image;
+    const NormOut *norm; // EPI_RESIDUAL: then, if not NULL, the LayerNorm of each row of Cm once the row is complete
 } Epilogue;
 
 // One register tile of Cm, rows i0 .. i0+mr-1 and columns n0 .. n0+nr-1: init + rows a[0..MR-1]
@@ -521,6 +526,13 @@ static void matmul_rows(float *Cm, size_t ldc, const float *A, size_t sai, size_
     }
     if (rowsum != NULL)
         for (int i = 0; i < mc; i++) rowsum[m0 + i] += rs[i];
+    // a norm takes whole rows: these rows of Cm are final now, after the last k slice went
+    // through every strip, and still in L2 (layernorm_forward's operations, row by row)
+    if (epi != NULL && epi->norm != NULL) {
+        const NormOut *nm = epi->norm;
+        for (int i = m0; i < m0 + mc; i++)
+            layernorm_row(nm->out + (size_t)i * Nc, nm->mean + i, nm->rstd + i, Cm + (size_t)i * ldc, nm->weight, nm->bias, Nc);
+    }
 }
 
 // All of Cm on the calling thread: the attention's products, one (image, head) per thread
@@ -598,10 +610,12 @@ void matmul_gelu_forward(float *out, float *act, const float *inp, const float *
 }
 
 // A linear layer that ends a residual branch, and the residual add (residual_forward), one
-// pass: out = x + scale[r] * (inp W^T + b) for the T rows of each image r (scale NULL: 1).
+// pass: out = x + scale[r] * (inp W^T + b) for the T rows of each image r (scale NULL: 1);
+// and norm, if not NULL, the LayerNorm that follows in the network (layernorm_forward of out).
 void matmul_residual_forward(float *out, const float *x, const float *scale, int T,
-                             const float *inp, const float *weight, const float *bias, int N, int C, int OC) {
-    Epilogue epi = { .kind = EPI_RESIDUAL, .x = x, .scale = scale, .rows_per_image = T };
+                             const float *inp, const float *weight, const float *bias, int N, int C, int OC,
+                             const NormOut *norm) {
+    Epilogue epi = { .kind = EPI_RESIDUAL, .x = x, .scale = scale, .rows_per_image = T, .norm = norm };
     linear_forward(out, OC, inp, C, weight, bias, N, C, OC, &epi);
 }
 
@@ -1220,10 +1234,13 @@ void backbone_forward(BackboneActs *a, const ParameterTensors *p, const Config *
         pos = a->pos;
     }
     embed_forward(a->x0, a->pe, p->cls, pos, R, T, D);
+    // block 0's norm1; every later norm (norm2, the next block's norm1, the final norm) is
+    // done by the product whose residual add it follows, on each block of rows as it completes
+    layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, a->x0, p->ln1w, p->ln1b, RT, D);
     for (int l = 0; l < c->depth; l++) {
         int s = a->keep_all ? l : 0; // activation slot
         const float *x = l == 0 ? a->x0 : a->res3 + (a->keep_all ? (size_t)(l - 1) : 0) * RT * D;
-        float *ln1 = a->ln1 + s * RT * D, *ln1_mean = a->ln1_mean + s * RT, *ln1_rstd = a->ln1_rstd + s * RT;
+        const float *ln1 = a->ln1 + s * RT * D;
         float *qkv = a->qkv + s * RT * 3 * D, *att = a->att + (size_t)s * R * NH * T * T, *atty = a->atty + s * RT * D;
         float *res2 = a->res2 + s * RT * D, *ln2 = a->ln2 + s * RT * D;
         float *ln2_mean = a->ln2_mean + s * RT, *ln2_rstd = a->ln2_rstd + s * RT;
@@ -1245,8 +1262,7 @@ void backbone_forward(BackboneActs *a, const ParameterTensors *p, const Config *
             for (int r = 0; r < R; r++) memcpy(a->x_cls + (size_t)r * D, x + (size_t)r * TD, D * sizeof(float));
             xq = a->x_cls;
         }
-        // x = x + drop_path(attn(norm1(x)))
-        layernorm_forward(ln1, ln1_mean, ln1_rstd, x, p->ln1w + l * D, p->ln1b + l * D, RT, D);
+        // x = x + drop_path(attn(norm1(x))), norm1(x) in ln1 already
         const float *qkvw = p->qkvw + (size_t)l * 3 * D * D, *qkvb = p->qkvb + l * 3 * D;
         if (Tq == T) matmul_forward(qkv, ln1, qkvw, qkvb, RT, D, 3 * D);
         else { // k and v of every token (weight rows D..3D), q of the CLS tokens only (rows T apart)
@@ -1254,16 +1270,20 @@ void backbone_forward(BackboneActs *a, const ParameterTensors *p, const Config *
             linear_forward(qkv, TD * 3, ln1, TD, qkvw, qkvb, R, D, D, NULL);
         }
         attention_forward(atty, att, qkv, R, T, Tq, D, NH);
-        matmul_residual_forward(res2, xq, dp_attn, Tq, atty, p->projw + (size_t)l * D * D, p->projb + l * D, RQ, D, D);
+        NormOut norm2 = { ln2, ln2_mean, ln2_rstd, p->ln2w + l * D, p->ln2b + l * D };
+        matmul_residual_forward(res2, xq, dp_attn, Tq, atty, p->projw + (size_t)l * D * D, p->projb + l * D, RQ, D, D, &norm2);
         // x = x + drop_path(mlp(norm2(x)))
-        layernorm_forward(ln2, ln2_mean, ln2_rstd, res2, p->ln2w + l * D, p->ln2b + l * D, RQ, D);
         matmul_gelu_forward(fch, fch_gelu, ln2, p->fc1w + (size_t)l * H * D, p->fc1b + l * H, RQ, D, H, a->keep_all);
-        matmul_residual_forward(res3, res2, dp_mlp, Tq, fch_gelu, p->fc2w + (size_t)l * D * H, p->fc2b + l * D, RQ, H, D);
+        // then the next block's norm1 (into its slot); after the last block the final norm,
+        // on the CLS token only (the official code norms every token and then takes token 0;
+        // the result and its gradient are the same): the last block's R rows, into feat
+        size_t n1 = a->keep_all ? (size_t)(l + 1) : 0; // the next block's slot
+        NormOut norm_next = l + 1 < c->depth ? (NormOut){ a->ln1 + n1 * RT * D, a->ln1_mean + n1 * RT, a->ln1_rstd + n1 * RT,
+                                                          p->ln1w + (l + 1) * D, p->ln1b + (l + 1) * D }
+                                             : (NormOut){ feat, a->lnf_mean, a->lnf_rstd, p->lnfw, p->lnfb };
+        matmul_residual_forward(res3, res2, dp_mlp, Tq, fch_gelu, p->fc2w + (size_t)l * D * H, p->fc2b + l * D, RQ, H, D,
+                                &norm_next);
     }
-    // final norm, on the CLS token only (the official code norms every token and then
-    // takes token 0; the result and its gradient are the same): the last block's R rows
-    const float *xl = a->res3 + (a->keep_all ? (size_t)(c->depth - 1) : 0) * RT * D;
-    layernorm_forward(feat, a->lnf_mean, a->lnf_rstd, xl, p->lnfw, p->lnfb, R, D);
 }
 
 // Gradient buffers the backward pass reuses for every pass, sized for the largest.

@@ -403,6 +403,39 @@ static void test_fd_layernorm(Rng *r) {
     free(c.out); free(c.mean); free(c.rstd); free(c.inp); free(c.w); free(c.b); free(w); free(dinp); free(dw); free(db);
 }
 
+// layernorm_backward over many rows: its weight and bias gradients are summed in chunks of
+// LN_CHUNK rows, added in chunk order. Against float64 sums, and the same with 1 thread and 2.
+static float max_rel_diff(const float *got, const double *want, size_t n);
+static int set_threads(int n);
+static void test_layernorm_chunks(Rng *r) {
+    int N = 1000, C = 37; // 31 whole chunks and a part
+    float *x = randn((size_t)N * C, r, 1.0f), *y = zeros((size_t)N * C), *dy = randn((size_t)N * C, r, 1.0f);
+    float *w = randn(C, r, 1.0f), *b = randn(C, r, 1.0f), *mean = zeros(N), *rstd = zeros(N);
+    float *dx1 = zeros((size_t)N * C), *dw1 = zeros(C), *db1 = zeros(C), *dx2 = zeros((size_t)N * C), *dw2 = zeros(C), *db2 = zeros(C);
+    layernorm_forward(y, mean, rstd, x, w, b, N, C);
+    int before = set_threads(1);
+    layernorm_backward(dx1, dw1, db1, dy, x, w, mean, rstd, N, C);
+    set_threads(before > 1 ? before : 2);
+    layernorm_backward(dx2, dw2, db2, dy, x, w, mean, rstd, N, C);
+    set_threads(before);
+    double *dw64 = (double *)callocCheck(C, sizeof(double)), *db64 = (double *)callocCheck(C, sizeof(double));
+    for (int n = 0; n < N; n++)
+        for (int i = 0; i < C; i++) {
+            size_t k = (size_t)n * C + i;
+            dw64[i] += (double)dy[k] * ((double)x[k] - mean[n]) * rstd[n];
+            db64[i] += dy[k];
+        }
+    // float32 sums of N terms of size ~1 (as test_blocked_products)
+    float tol = 4.0f * sqrtf((float)N) * FLT_EPSILON, edw = max_rel_diff(dw1, dw64, C), edb = max_rel_diff(db1, db64, C);
+    report(edw < tol && edb < tol, "layernorm backward N %d: weight / bias gradients against float64 sums %.1e / %.1e (tol %.1e)",
+           N, edw, edb, tol);
+    report(memcmp(dx1, dx2, (size_t)N * C * 4) == 0 && memcmp(dw1, dw2, C * 4) == 0 && memcmp(db1, db2, C * 4) == 0,
+           "layernorm backward N %d: bit-identical with 1 thread and with 2", N);
+    float *bufs[] = { x, y, dy, w, b, mean, rstd, dx1, dw1, db1, dx2, dw2, db2 };
+    for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) free(bufs[i]);
+    free(dw64); free(db64);
+}
+
 // matmul
 typedef struct { float *out, *inp, *w, *b; int N, C, OC; } MmCtx;
 static void mm_fwd(void *p) { MmCtx *c = p; matmul_forward(c->out, c->inp, c->w, c->b, c->N, c->C, c->OC); }
@@ -511,15 +544,28 @@ static void test_blocked_products(Rng *r) {
         int R = N / T;
         float *scale = zeros(R), *res = randn(NO, r, 1.0f), *out_res = zeros(NO), *ref_res = zeros(NO);
         for (int i = 0; i < R; i++) scale[i] = i == 1 ? 0.0f : 1.0f / 0.9f;
-        matmul_residual_forward(out_res, res, scale, T, x, w, b, N, C, OC);
+        matmul_residual_forward(out_res, res, scale, T, x, w, b, N, C, OC, NULL);
         residual_forward(ref_res, res, y, scale, R, (size_t)T * OC);
         int same_res = memcmp(out_res, ref_res, NO * 4) == 0;
-        matmul_residual_forward(out_res, res, NULL, T, x, w, b, N, C, OC);
+        matmul_residual_forward(out_res, res, NULL, T, x, w, b, N, C, OC, NULL);
         residual_forward(ref_res, res, y, NULL, R, (size_t)T * OC);
         same_res = same_res && memcmp(out_res, ref_res, NO * 4) == 0;
-        report(same_gelu && same_gelu_grad && same_res,
-               "fused epilogues N %d C %d OC %d bit-identical to the separate layers: gelu (and gelu' kept) %s, gelu backward %s, residual add %s",
-               N, C, OC, same_gelu ? "yes" : "NO", same_gelu_grad ? "yes" : "NO", same_res ? "yes" : "NO");
+        // and the LayerNorm after it (whole rows, done once a block of rows is complete):
+        // layernorm_forward of residual_forward's output
+        float *lnw = randn(OC, r, 1.0f), *lnb = randn(OC, r, 1.0f), *ln = zeros(NO), *ln_ref = zeros(NO);
+        float *mean = zeros(N), *rstd = zeros(N), *mean_ref = zeros(N), *rstd_ref = zeros(N);
+        NormOut norm = { ln, mean, rstd, lnw, lnb };
+        matmul_residual_forward(out_res, res, scale, T, x, w, b, N, C, OC, &norm);
+        residual_forward(ref_res, res, y, scale, R, (size_t)T * OC);
+        layernorm_forward(ln_ref, mean_ref, rstd_ref, ref_res, lnw, lnb, N, OC);
+        int same_norm = memcmp(out_res, ref_res, NO * 4) == 0 && memcmp(ln, ln_ref, NO * 4) == 0 &&
+                        memcmp(mean, mean_ref, N * 4) == 0 && memcmp(rstd, rstd_ref, N * 4) == 0;
+        report(same_gelu && same_gelu_grad && same_res && same_norm,
+               "fused epilogues N %d C %d OC %d bit-identical to the separate layers: gelu (and gelu' kept) %s, gelu backward %s, "
+               "residual add %s, and the norm after it %s",
+               N, C, OC, same_gelu ? "yes" : "NO", same_gelu_grad ? "yes" : "NO", same_res ? "yes" : "NO", same_norm ? "yes" : "NO");
+        float *nbufs[] = { lnw, lnb, ln, ln_ref, mean, rstd, mean_ref, rstd_ref };
+        for (size_t i = 0; i < sizeof(nbufs) / sizeof(nbufs[0]); i++) free(nbufs[i]);
         float *bufs[] = { x, w, b, dy, y, dx, dw, db, y1, dx1, dw1, db1, y2, dx2, dw2, db2, out, act, act_ref, ones, grad_ref,
                           h, dgelu, dh, dh_ref, dwf, dbf, scale, res, out_res, ref_res };
         for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) free(bufs[i]);
@@ -1917,6 +1963,7 @@ int main(void) {
     printf("-- finite differences\n");
     Rng r = { 42 };
     test_fd_layernorm(&r);
+    test_layernorm_chunks(&r);
     test_fd_matmul(&r);
     test_blocked_products(&r);
     test_fd_attention(&r);
