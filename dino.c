@@ -439,8 +439,16 @@ typedef struct {
 static inline __attribute__((always_inline)) void tile_product(float *Cm, size_t ldc, int i0, int n0, int mr, int nr,
                                                                const float *const a[MM_MR], size_t sak, const float *Bp,
                                                                int kc, int first, const float *bias, int W) {
-    float acc[MM_MR][MM_NR] = {{0}};
-    for (int k = 0; k < kc; k++) {
+    // acc starts as k = 0's products (kc >= 1), not as zeros: an initialiser of the whole
+    // array is a call to memset in the tiles narrower than 64 (the attention's), which keep
+    // acc in memory for the stores below
+    float acc[MM_MR][MM_NR];
+    for (int r = 0; r < MM_MR; r++) {
+        float ar = a[r][0];
+        #pragma omp simd simdlen(16)
+        for (int j = 0; j < W; j++) acc[r][j] = ar * Bp[j];
+    }
+    for (int k = 1; k < kc; k++) {
         const float *b = Bp + k * MM_NR;
         for (int r = 0; r < MM_MR; r++) {
             float ar = a[r][k * sak];
