@@ -1656,13 +1656,15 @@ int clip_gradients(Dino *d, float clip) {
             o += len[nt];
         }
     }
-    // one thread sums each tensor, in order: the result does not depend on the threads
+    // one thread sums each tensor, always in the same order (the simd lanes' partial sums,
+    // then the lanes): the result does not depend on the threads
     float coef[nt];
     int finite = 1;
     #pragma omp parallel for schedule(dynamic, 1) reduction(&& : finite)
     for (int t = 0; t < nt; t++) {
         const float *g = d->grads + off[t];
         double ss = 0.0;
+        #pragma omp simd reduction(+ : ss)
         for (size_t j = 0; j < len[t]; j++) ss += (double)g[j] * g[j];
         finite = finite && isfinite(ss);
         coef[t] = clip / ((float)sqrt(ss) + 1e-6f);
