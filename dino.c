@@ -818,30 +818,43 @@ float dino_loss_forward(float *ps, float *pt, float *lse, float *teacher_entropy
     #pragma omp parallel for
     for (int r = 0; r < RT; r++) softmax_row(pt + (size_t)r * K, t_logits + (size_t)r * K, center, teacher_temp, K);
 
-    double total = 0.0, ent = 0.0;
-    int nterms = 0;
-    for (int iq = 0; iq < 2; iq++) {
-        for (int v = 0; v < ncrops; v++) {
-            if (v == iq) continue; // the teacher and the student never see the same view
-            double term = 0.0;
+    // the cross-entropy of every (teacher view iq, student view v, image b), in parallel;
+    // then summed in one fixed order
+    double ce[2][ncrops][B], ent_row[RT];
+    #pragma omp parallel for collapse(3)
+    for (int iq = 0; iq < 2; iq++)
+        for (int v = 0; v < ncrops; v++)
             for (int b = 0; b < B; b++) {
+                if (v == iq) continue; // the teacher and the student never see the same view
                 const float *q = pt + ((size_t)iq * B + b) * K;
                 const float *s = s_logits + ((size_t)v * B + b) * K;
                 int rs = v * B + b;
                 // -sum_k q_k log p_k, with log p_k = s_k / temp - logsumexp
-                double ce = 0.0;
-                for (int k = 0; k < K; k++) ce -= (double)q[k] * ((double)(s[k] / student_temp) - lse[rs]);
-                term += ce;
+                double sum = 0.0;
+                for (int k = 0; k < K; k++) sum -= (double)q[k] * ((double)(s[k] / student_temp) - lse[rs]);
+                ce[iq][v][b] = sum;
             }
+    #pragma omp parallel for
+    for (int r = 0; r < RT; r++) {
+        double sum = 0.0;
+        for (int k = 0; k < K; k++) {
+            double q = pt[(size_t)r * K + k];
+            if (q > 0) sum -= q * log(q);
+        }
+        ent_row[r] = sum;
+    }
+    double total = 0.0, ent = 0.0;
+    int nterms = 0;
+    for (int iq = 0; iq < 2; iq++) {
+        for (int v = 0; v < ncrops; v++) {
+            if (v == iq) continue;
+            double term = 0.0;
+            for (int b = 0; b < B; b++) term += ce[iq][v][b];
             total += term / B;
             nterms++;
         }
     }
-    for (int r = 0; r < RT; r++)
-        for (int k = 0; k < K; k++) {
-            double q = pt[(size_t)r * K + k];
-            if (q > 0) { ent -= q * log(q); }
-        }
+    for (int r = 0; r < RT; r++) ent += ent_row[r];
     ent /= RT;
     float loss = (float)(total / nterms);
     if (teacher_entropy != NULL) *teacher_entropy = (float)ent;
