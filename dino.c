@@ -311,8 +311,13 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, c
 }
 
 #define LN_CHUNK 32 // rows per task of layernorm_backward
+// dbranch, if not NULL: also dbranch = scale[r] * dinp for the T rows of each image r (scale
+// NULL: 1), from the finished rows of dinp while they are in cache. In the network the input
+// of a norm is the output of a residual add x + scale * branch, and this is that add's
+// backward (residual_backward_branch) for the branch before the norm.
 void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
-                        const float *weight, const float *mean, const float *rstd, int N, int C) {
+                        const float *weight, const float *mean, const float *rstd, int N, int C,
+                        float *dbranch, const float *scale, int T) {
     // forward: y = (x - mean) * rstd * weight + bias
     // dx = rstd * (dnorm - mean(dnorm) - norm * mean(dnorm * norm)), dnorm = dy * weight
     // dweight += sum over rows of dy * norm, dbias += sum of dy: each chunk of LN_CHUNK rows
@@ -341,6 +346,10 @@ void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *
                 dx[i] += s * (dy[i] * weight[i] - dnorm_mean - norm * dnorm_norm_mean);
                 dw[i] += dy[i] * norm;
                 db[i] += dy[i];
+            }
+            if (dbranch != NULL) {
+                float sc = scale != NULL ? scale[n / T] : 1.0f, *dbr = dbranch + (size_t)n * C;
+                for (int i = 0; i < C; i++) dbr[i] = sc * dx[i];
             }
         }
         #pragma omp ordered
@@ -748,7 +757,8 @@ void residual_forward(float *out, const float *x, const float *branch, const flo
 
 void residual_backward_branch(float *dbranch, const float *dout, const float *scale, int R, size_t TD) {
     // forward: out = x + scale[r] * branch  ->  dbranch = scale[r] * dout (written),
-    // and dx = dout, which the caller gets for free by keeping dout as dx.
+    // and dx = dout, which the caller gets for free by keeping dout as dx. The network
+    // does this in the backward of the norm that reads out (layernorm_backward's dbranch).
     #pragma omp parallel for
     for (int r = 0; r < R; r++) {
         float s = scale != NULL ? scale[r] : 1.0f;
@@ -1310,8 +1320,8 @@ void backbone_forward(BackboneActs *a, const ParameterTensors *p, const Config *
 // Gradient buffers the backward pass reuses for every pass, sized for the largest.
 typedef struct {
     float *dres;    // (RT, D)  gradient of the residual stream
-    float *dbranch; // (RT, D)
-    float *dln;     // (RT, D)
+    float *dbranch; // (RT, D)  gradient of a residual branch's output (written by the norm's backward after it)
+    float *dln;     // (RT, D)  gradient of a norm's output, or of the attention's (written by products)
     float *dqkv;    // (RT, 3D)
     float *dfch;    // (RT, H)
     float *dpos;    // (T, D)   gradient of a resized position table
@@ -1323,10 +1333,14 @@ void backbone_backward(ParameterTensors *g, BackwardScratch *w, const BackboneAc
     int R = a->R, T = a->T, D = c->dim, H = c->mlp_ratio * c->dim, NH = c->heads;
     size_t RT = (size_t)R * T, TD = (size_t)T * D;
     int CPP = c->channels * c->patch * c->patch;
-    // feat = norm(x_L[:, 0])
+    // Every norm's backward also writes the gradient of the residual branch before it,
+    // w->dbranch = drop path scale * the gradient of the norm's input (layernorm_backward);
+    // the products write the gradients of a branch's inner tensors into w->dln.
+    // feat = norm(x_L[:, 0]); the last block's MLP branch ends there
     memset(w->dcls, 0, (size_t)R * D * sizeof(float));
     const float *xl = a->res3 + (size_t)(c->depth - 1) * RT * D;
-    layernorm_backward(w->dcls, g->lnfw, g->lnfb, dfeat, xl, p->lnfw, a->lnf_mean, a->lnf_rstd, R, D);
+    const float *dp_last = dp_scale != NULL ? dp_scale + (size_t)(2 * c->depth - 1) * dp_stride : NULL;
+    layernorm_backward(w->dcls, g->lnfw, g->lnfb, dfeat, xl, p->lnfw, a->lnf_mean, a->lnf_rstd, R, D, w->dbranch, dp_last, 1);
     for (int l = c->depth - 1; l >= 0; l--) {
         const float *x = l == 0 ? a->x0 : a->res3 + (size_t)(l - 1) * RT * D;
         const float *ln1 = a->ln1 + l * RT * D, *ln1_mean = a->ln1_mean + l * RT, *ln1_rstd = a->ln1_rstd + l * RT;
@@ -1335,20 +1349,20 @@ void backbone_backward(ParameterTensors *g, BackwardScratch *w, const BackboneAc
         const float *ln2_mean = a->ln2_mean + l * RT, *ln2_rstd = a->ln2_rstd + l * RT;
         const float *dgelu = a->fch + l * RT * H, *fch_gelu = a->fch_gelu + l * RT * H; // fch holds gelu'(h)
         const float *dp_attn = dp_scale != NULL ? dp_scale + (size_t)(2 * l) * dp_stride : NULL;
-        const float *dp_mlp = dp_scale != NULL ? dp_scale + (size_t)(2 * l + 1) * dp_stride : NULL;
+        const float *dp_prev = dp_scale != NULL && l > 0 ? dp_scale + (size_t)(2 * l - 1) * dp_stride : NULL; // block l-1's MLP
         // the last block computed the CLS rows only (backbone_forward): RQ rows down to the attention
         int Tq = l == c->depth - 1 ? 1 : T;
-        size_t RQ = (size_t)R * Tq, TqD = (size_t)Tq * D;
+        size_t RQ = (size_t)R * Tq;
         float *dres = Tq == 1 ? w->dcls : w->dres; // the gradient of the block's output rows
-        // res3 = res2 + drop_path(fc2(gelu(fc1(norm2(res2))))); dres carries on as dres2
-        residual_backward_branch(w->dbranch, dres, dp_mlp, R, TqD);
+        // res3 = res2 + drop_path(fc2(gelu(fc1(norm2(res2))))); dres carries on as dres2,
+        // w->dbranch holds the MLP branch's gradient
         matmul_gelu_backward(w->dfch, g->fc2w + (size_t)l * D * H, g->fc2b + l * D, w->dbranch, fch_gelu, dgelu,
                              p->fc2w + (size_t)l * D * H, RQ, H, D);
         matmul_backward(w->dln, g->fc1w + (size_t)l * H * D, g->fc1b + l * H, w->dfch, ln2, p->fc1w + (size_t)l * H * D, RQ, D, H);
-        layernorm_backward(dres, g->ln2w + l * D, g->ln2b + l * D, w->dln, res2, p->ln2w + l * D, ln2_mean, ln2_rstd, RQ, D);
-        // res2 = x + drop_path(proj(attention(qkv(norm1(x))))); dres carries on as dx
-        residual_backward_branch(w->dbranch, dres, dp_attn, R, TqD);
-        // w->dln here holds d atty, w->dbranch below d ln1 (each written by its product)
+        layernorm_backward(dres, g->ln2w + l * D, g->ln2b + l * D, w->dln, res2, p->ln2w + l * D, ln2_mean, ln2_rstd, RQ, D,
+                           w->dbranch, dp_attn, Tq);
+        // res2 = x + drop_path(proj(attention(qkv(norm1(x))))); dres carries on as dx,
+        // w->dbranch holds the attention branch's gradient; w->dln gets d atty, then d ln1
         matmul_backward(w->dln, g->projw + (size_t)l * D * D, g->projb + l * D, w->dbranch, atty, p->projw + (size_t)l * D * D, RQ, D, D);
         attention_backward(w->dqkv, w->dln, qkv, att, R, T, Tq, D, NH);
         if (Tq == 1) { // from here every token has a gradient: the CLS rows', 0 for the others so far
@@ -1357,13 +1371,15 @@ void backbone_backward(ParameterTensors *g, BackwardScratch *w, const BackboneAc
         }
         float *gqkvw = g->qkvw + (size_t)l * 3 * D * D, *gqkvb = g->qkvb + l * 3 * D;
         const float *qkvw = p->qkvw + (size_t)l * 3 * D * D;
-        if (Tq == T) matmul_backward(w->dbranch, gqkvw, gqkvb, w->dqkv, ln1, qkvw, RT, D, 3 * D);
+        if (Tq == T) matmul_backward(w->dln, gqkvw, gqkvb, w->dqkv, ln1, qkvw, RT, D, 3 * D);
         else { // as the forward: k and v of every token, then q of the CLS tokens added to their rows
-            linear_backward(w->dbranch, D, gqkvw + (size_t)D * D, gqkvb + D, w->dqkv + D, 3 * D, ln1, D,
+            linear_backward(w->dln, D, gqkvw + (size_t)D * D, gqkvb + D, w->dqkv + D, 3 * D, ln1, D,
                             qkvw + (size_t)D * D, RT, D, 2 * D, 0, NULL);
-            linear_backward(w->dbranch, TD, gqkvw, gqkvb, w->dqkv, TD * 3, ln1, TD, qkvw, R, D, D, 1, NULL);
+            linear_backward(w->dln, TD, gqkvw, gqkvb, w->dqkv, TD * 3, ln1, TD, qkvw, R, D, D, 1, NULL);
         }
-        layernorm_backward(w->dres, g->ln1w + l * D, g->ln1b + l * D, w->dbranch, x, p->ln1w + l * D, ln1_mean, ln1_rstd, RT, D);
+        // and below it block l-1's MLP branch, whose gradient this norm's backward writes
+        layernorm_backward(w->dres, g->ln1w + l * D, g->ln1b + l * D, w->dln, x, p->ln1w + l * D, ln1_mean, ln1_rstd, RT, D,
+                           l > 0 ? w->dbranch : NULL, dp_prev, T);
     }
     // x0 = [cls, patches] + pos;  pos = resize(pos_train) for another resolution
     float *dpos = g->pos;

@@ -396,7 +396,7 @@ static void test_fd_layernorm(Rng *r) {
     float *w = randn(N * C, r, 1.0f), *dinp = zeros(N * C), *dw = zeros(C), *db = zeros(C);
     Objective o = { ln_fwd, &c, c.out, (size_t)N * C, w };
     ln_fwd(&c);
-    layernorm_backward(dinp, dw, db, w, c.inp, c.w, c.mean, c.rstd, N, C);
+    layernorm_backward(dinp, dw, db, w, c.inp, c.w, c.mean, c.rstd, N, C, NULL, NULL, 1);
     fd_check("layernorm d input", &o, c.inp, dinp, N * C);
     fd_check("layernorm d weight", &o, c.w, dw, C);
     fd_check("layernorm d bias", &o, c.b, db, C);
@@ -413,11 +413,20 @@ static void test_layernorm_chunks(Rng *r) {
     float *w = randn(C, r, 1.0f), *b = randn(C, r, 1.0f), *mean = zeros(N), *rstd = zeros(N);
     float *dx1 = zeros((size_t)N * C), *dw1 = zeros(C), *db1 = zeros(C), *dx2 = zeros((size_t)N * C), *dw2 = zeros(C), *db2 = zeros(C);
     layernorm_forward(y, mean, rstd, x, w, b, N, C);
+    // with the residual add's backward fused (images of 8 rows, image 3 dropped): as
+    // residual_backward_branch of the result
+    int T = 8, R = N / T;
+    float *scale = zeros(R), *dbr = zeros((size_t)N * C), *dbr_ref = zeros((size_t)N * C);
+    for (int i = 0; i < R; i++) scale[i] = i == 3 ? 0.0f : 1.0f / 0.9f;
     int before = set_threads(1);
-    layernorm_backward(dx1, dw1, db1, dy, x, w, mean, rstd, N, C);
+    layernorm_backward(dx1, dw1, db1, dy, x, w, mean, rstd, N, C, NULL, NULL, 1);
     set_threads(before > 1 ? before : 2);
-    layernorm_backward(dx2, dw2, db2, dy, x, w, mean, rstd, N, C);
+    layernorm_backward(dx2, dw2, db2, dy, x, w, mean, rstd, N, C, dbr, scale, T);
     set_threads(before);
+    residual_backward_branch(dbr_ref, dx2, scale, R, (size_t)T * C);
+    report(memcmp(dbr, dbr_ref, (size_t)N * C * 4) == 0, "layernorm backward N %d with the residual branch's gradient: "
+           "bit-identical to residual_backward_branch after it", N);
+    free(scale); free(dbr); free(dbr_ref);
     double *dw64 = (double *)callocCheck(C, sizeof(double)), *db64 = (double *)callocCheck(C, sizeof(double));
     for (int n = 0; n < N; n++)
         for (int i = 0; i < C; i++) {
