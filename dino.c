@@ -798,9 +798,10 @@ void l2norm_backward(float *dinp, const float *dout, const float *out, const flo
 // shifted row so callers can form log-probabilities. sub may be NULL.
 static float softmax_row(float *out, const float *x, const float *sub, float temp, int K) {
     float maxval = -INFINITY;
+    #pragma omp simd reduction(max : maxval)
     for (int k = 0; k < K; k++) {
         out[k] = (x[k] - (sub != NULL ? sub[k] : 0.0f)) / temp;
-        if (out[k] > maxval) maxval = out[k];
+        maxval = out[k] > maxval ? out[k] : maxval;
     }
     float sum = 0.0f;
     #pragma omp simd reduction(+ : sum)
@@ -841,6 +842,7 @@ float dino_loss_forward(float *ps, float *pt, float *lse, float *teacher_entropy
                 int rs = v * B + b;
                 // -sum_k q_k log p_k, with log p_k = s_k / temp - logsumexp
                 double sum = 0.0;
+                #pragma omp simd reduction(+ : sum)
                 for (int k = 0; k < K; k++) sum -= (double)q[k] * ((double)(s[k] / student_temp) - lse[rs]);
                 ce[iq][v][b] = sum;
             }
