@@ -421,7 +421,6 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, size_t N) {
 #define MM_KC 256   // k slice: Bp is KC x NR floats = 64 KB on the stack
 #define MM_MC (84 * MM_MR)  // rows per work unit at most, 504 (its slice of A stays in L2); a multiple of MR
 
-
 // What a product does to Cm once it is complete, a thread's block of rows one strip of
 // columns at a time, right after the strip's last k slice while it is still in cache: the
 // elementwise layer next to a linear layer, fused into its product so that layer needs no
@@ -829,44 +828,45 @@ float dino_loss_forward(float *ps, float *pt, float *lse, float *teacher_entropy
     #pragma omp parallel for
     for (int r = 0; r < RT; r++) softmax_row(pt + (size_t)r * K, t_logits + (size_t)r * K, center, teacher_temp, K);
 
-    // the cross-entropy of every (teacher view iq, student view v, image b), in parallel;
-    // then summed in one fixed order
-    double ce[2][ncrops][B], ent_row[RT];
-    #pragma omp parallel for collapse(3)
+    // the mean cross-entropy of each pair (teacher view iq, student view v) over the
+    // images, the pairs in parallel; then summed over the pairs in one fixed order
+    double term[2][ncrops];
+    #pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int iq = 0; iq < 2; iq++)
-        for (int v = 0; v < ncrops; v++)
+        for (int v = 0; v < ncrops; v++) {
+            term[iq][v] = 0.0;
+            if (v == iq) continue; // the teacher and the student never see the same view
             for (int b = 0; b < B; b++) {
-                if (v == iq) continue; // the teacher and the student never see the same view
                 const float *q = pt + ((size_t)iq * B + b) * K;
                 const float *s = s_logits + ((size_t)v * B + b) * K;
                 int rs = v * B + b;
                 // -sum_k q_k log p_k, with log p_k = s_k / temp - logsumexp
-                double sum = 0.0;
-                #pragma omp simd reduction(+ : sum)
-                for (int k = 0; k < K; k++) sum -= (double)q[k] * ((double)(s[k] / student_temp) - lse[rs]);
-                ce[iq][v][b] = sum;
+                double ce = 0.0;
+                #pragma omp simd reduction(+ : ce)
+                for (int k = 0; k < K; k++) ce -= (double)q[k] * ((double)(s[k] / student_temp) - lse[rs]);
+                term[iq][v] += ce;
             }
-    #pragma omp parallel for
+        }
+    double total = 0.0, ent = 0.0;
+    int nterms = 0;
+    for (int iq = 0; iq < 2; iq++) {
+        for (int v = 0; v < ncrops; v++) {
+            if (v == iq) continue;
+            total += term[iq][v] / B;
+            nterms++;
+        }
+    }
+    // the teacher's entropy, each row on one thread, the rows added in order
+    #pragma omp parallel for ordered schedule(static, 1)
     for (int r = 0; r < RT; r++) {
         double sum = 0.0;
         for (int k = 0; k < K; k++) {
             double q = pt[(size_t)r * K + k];
             if (q > 0) sum -= q * log(q);
         }
-        ent_row[r] = sum;
+        #pragma omp ordered
+        ent += sum;
     }
-    double total = 0.0, ent = 0.0;
-    int nterms = 0;
-    for (int iq = 0; iq < 2; iq++) {
-        for (int v = 0; v < ncrops; v++) {
-            if (v == iq) continue;
-            double term = 0.0;
-            for (int b = 0; b < B; b++) term += ce[iq][v][b];
-            total += term / B;
-            nterms++;
-        }
-    }
-    for (int r = 0; r < RT; r++) ent += ent_row[r];
     ent /= RT;
     float loss = (float)(total / nterms);
     if (teacher_entropy != NULL) *teacher_entropy = (float)ent;
