@@ -1338,7 +1338,7 @@ void backbone_backward(ParameterTensors *g, BackwardScratch *w, const BackboneAc
     int CPP = c->channels * c->patch * c->patch;
     // Every norm's backward also writes the gradient of the residual branch before it,
     // w->dbranch = drop path scale * the gradient of the norm's input (layernorm_backward);
-    // the products write the gradients of a branch's inner tensors into w->dln.
+    // the products write the gradient of each norm's output (and of the attention's) into w->dln.
     // feat = norm(x_L[:, 0]); the last block's MLP branch ends there
     memset(w->dcls, 0, (size_t)R * D * sizeof(float));
     const float *xl = a->res3 + (size_t)(c->depth - 1) * RT * D;
