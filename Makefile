@@ -6,7 +6,7 @@ CC ?= cc
 CFLAGS ?= -O3 -Wall -Wextra -Wno-unused-function
 CFLAGS += $(shell $(CC) -march=native -x c -E /dev/null >/dev/null 2>&1 && echo -march=native)
 # With -march=native on an AVX-512 CPU, GCC still prefers 256-bit vectors for the loops it
-# vectorises on its own (those without simdlen(16)): layernorm, the epilogues, packing.
+# vectorises on its own (those without simdlen(16)): layernorm, the epilogues.
 # 512 made a benchmark step 2.8% faster here (README, Performance); elsewhere it changes nothing.
 CFLAGS += $(shell $(CC) -mprefer-vector-width=512 -x c -E /dev/null >/dev/null 2>&1 && echo -mprefer-vector-width=512)
 LDLIBS = -lm

@@ -424,8 +424,10 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, size_t N) {
 // What a product does to Cm once it is complete, a thread's block of rows one strip of
 // columns at a time, right after the strip's last k slice while it is still in cache: the
 // elementwise layer next to a linear layer, fused into its product so that layer needs no
-// pass of its own over memory. The operations are those of the layer's own function
-// (gelu_forward, gelu_backward, residual_forward), so results are bit-identical.
+// pass of its own over memory; after a residual add also the norm that follows it, once
+// the block's rows are whole. The operations are those of the layer's own function
+// (gelu_forward, gelu_backward, residual_forward, layernorm_forward's layernorm_row), so
+// results are bit-identical.
 enum { EPI_GELU, EPI_GELU_KEEP_GRAD, EPI_MUL, EPI_RESIDUAL };
 // A LayerNorm's output: out (N, C), and mean, rstd (N) for its backward; its weight and bias (C).
 typedef struct { float *out, *mean, *rstd; const float *weight, *bias; } NormOut;
@@ -828,8 +830,8 @@ float dino_loss_forward(float *ps, float *pt, float *lse, float *teacher_entropy
     #pragma omp parallel for
     for (int r = 0; r < RT; r++) softmax_row(pt + (size_t)r * K, t_logits + (size_t)r * K, center, teacher_temp, K);
 
-    // the mean cross-entropy of each pair (teacher view iq, student view v) over the
-    // images, the pairs in parallel; then summed over the pairs in one fixed order
+    // the cross-entropy of each pair (teacher view iq, student view v) summed over the
+    // images, the pairs in parallel; then the pairs' means added in one fixed order
     double term[2][ncrops];
     #pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int iq = 0; iq < 2; iq++)
@@ -1285,10 +1287,10 @@ void backbone_forward(BackboneActs *a, const ParameterTensors *p, const Config *
         // token 0), so the last block's other rows would be computed and thrown away. There
         // the Tq = 1 query is the CLS token: its q (the other tokens' q columns of qkv are not
         // written), its attention row, and the projection, norm2 and MLP on R rows instead of
-        // R T. Keys and values still come from every token. The
-        // official code computes every row: its CLS rows are these numbers, and the other
-        // rows get zero gradient, so the weight gradients sum the same terms (only grouped
-        // differently in float32, as the sums no longer pass the zero terms).
+        // R T. Keys and values still come from every token. The official code computes every
+        // row: its CLS rows are these numbers, and the other rows get zero gradient, so the
+        // weight gradients sum the same terms (only grouped differently in float32, as the
+        // sums no longer pass the zero terms).
         int Tq = l == c->depth - 1 ? 1 : T;
         size_t RQ = (size_t)R * Tq;
         const float *xq = x; // the query tokens' rows of x
@@ -1770,9 +1772,9 @@ float dino_step(Dino *d, const float *globals, const float *locals) {
                                 c->center ? d->center : NULL, c->student_temp, d->teacher_temp, c->batch, 2 + c->n_local, c->out_dim);
     if (!isfinite(d->loss)) return d->loss;
     if (c->center) update_center(d->center, d->t_head.logits, c->center_momentum, d->RT, c->out_dim); // after the loss
-    // the gradients sum over the passes (+=): zeroed first, by both threads (21 MB here)
+    // the gradients sum over the passes (+=): zeroed first, by all threads (21 MB here)
     #pragma omp parallel for
-    for (size_t i = 0; i < d->num_params; i += 65536) memset(d->grads + i, 0, (d->num_params - i < 65536 ? d->num_params - i : 65536) * sizeof(float));
+    for (size_t i = 0; i < d->num_params; i++) d->grads[i] = 0.0f;
     dino_loss_backward(d->dlogits, d->ps, d->pt, c->student_temp, c->batch, 2 + c->n_local, c->out_dim);
     int last_frozen = epoch < c->freeze_last_layer;
     student_backward(d, use_dp, last_frozen);

@@ -382,6 +382,26 @@ static void fill_normal(float *x, size_t n, Rng *r, float std) { for (size_t i =
 static float *randn(size_t n, Rng *r, float std) { float *x = (float *)mallocCheck(n * sizeof(float)); fill_normal(x, n, r, std); return x; }
 static float *zeros(size_t n) { return (float *)callocCheck(n, sizeof(float)); }
 
+// largest |got - want| relative to the largest |want|
+static float max_rel_diff(const float *got, const double *want, size_t n) {
+    double scale = 0.0, worst = 0.0;
+    for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(want[i]));
+    for (size_t i = 0; i < n; i++) worst = fmax(worst, fabs(got[i] - want[i]));
+    return (float)(worst / scale);
+}
+
+// sets the OpenMP thread count, returns the one before (1 without OpenMP)
+static int set_threads(int n) {
+#ifdef _OPENMP
+    int before = omp_get_max_threads();
+    omp_set_num_threads(n);
+    return before;
+#else
+    (void)n;
+    return 1;
+#endif
+}
+
 static void fd_check(const char *what, const Objective *o, float *x, const float *grad, size_t n) {
     fd_check_h(what, o, x, grad, n, 1e-2f);
 }
@@ -405,8 +425,6 @@ static void test_fd_layernorm(Rng *r) {
 
 // layernorm_backward over many rows: its weight and bias gradients are summed in chunks of
 // LN_CHUNK rows, added in chunk order. Against float64 sums, and the same with 1 thread and 2.
-static float max_rel_diff(const float *got, const double *want, size_t n);
-static int set_threads(int n);
 static void test_layernorm_chunks(Rng *r) {
     int N = 1000, C = 37; // 31 whole chunks and a part
     float *x = randn((size_t)N * C, r, 1.0f), *y = zeros((size_t)N * C), *dy = randn((size_t)N * C, r, 1.0f);
@@ -464,25 +482,8 @@ static void test_fd_matmul(Rng *r) {
 // The blocked products on shapes that use every path of matmul_rows (several k slices,
 // strips narrower than 64, row counts not a multiple of 6, more rows than one work unit)
 // against float64 sums; then the same with 1 thread and with several (bit-identical), and the
-// fused layers (GELU, its backward, the residual add) bit-identical to the unfused ones.
-static float max_rel_diff(const float *got, const double *want, size_t n) {
-    double scale = 0.0, worst = 0.0;
-    for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(want[i]));
-    for (size_t i = 0; i < n; i++) worst = fmax(worst, fabs(got[i] - want[i]));
-    return (float)(worst / scale);
-}
-
-static int set_threads(int n) {
-#ifdef _OPENMP
-    int before = omp_get_max_threads();
-    omp_set_num_threads(n);
-    return before;
-#else
-    (void)n;
-    return 1;
-#endif
-}
-
+// fused layers (GELU, its backward, the residual add, the norm after it) bit-identical to the
+// unfused ones.
 static void test_blocked_products(Rng *r) {
     int shapes[][3] = { { 7, 5, 3 }, { 65, 64, 65 }, { 131, 300, 17 }, { 1100, 600, 130 }, { 13, 1030, 64 } }; // N, C, OC
     for (int s = 0; s < 5; s++) {
