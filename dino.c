@@ -440,13 +440,21 @@ typedef struct {
     const NormOut *norm; // EPI_RESIDUAL: then, if not NULL, the LayerNorm of each row of Cm once the row is complete
 } Epilogue;
 
-// One register tile of Cm, rows i0 .. i0+mr-1 and columns n0 .. n0+nr-1: init + rows a[0..MR-1]
-// of A (k = 0 .. kc-1, step sak) times Bp (kc, W), Bp's rows MM_NR floats apart; init is Cm
-// itself, or the bias (bias NULL: 0) when first is set. W is 64, 48, 32 or 16, a constant in
+// A product on the rows of some images only: images img[0 .. n-1] of T rows each, so M = n T
+// of the rows of A and Cm take part (NULL: all M rows). Drop path uses it to skip the images
+// whose branch it drops (backbone_forward).
+typedef struct { const int *img; int n, T; } Rows;
+static inline size_t row_index(const Rows *rows, int i) {
+    return rows == NULL ? (size_t)i : (size_t)rows->img[i / rows->T] * rows->T + i % rows->T;
+}
+
+// One register tile of Cm, its rows c[0..mr-1] (at the tile's first column) nr columns wide:
+// init + rows a[0..MR-1] of A (k = 0 .. kc-1, step sak) times Bp (kc, W), Bp's rows MM_NR
+// floats apart; init is Cm itself, or the bias (at the tile's first column; NULL: 0) when first is set. W is 64, 48, 32 or 16, a constant in
 // each call, so the compiler unrolls j and keeps acc in registers: the last strip of a
 // product whose width is not a multiple of 64 (the attention's T = 65 or 17 columns) costs
 // one to three vectors per row, not four.
-static inline __attribute__((always_inline)) void tile_product(float *Cm, size_t ldc, int i0, int n0, int mr, int nr,
+static inline __attribute__((always_inline)) void tile_product(float *const c[MM_MR], int mr, int nr,
                                                                const float *const a[MM_MR], size_t sak, const float *Bp,
                                                                int kc, int first, const float *bias, int W) {
     // acc starts as k = 0's products (kc >= 1), not as zeros: an initialiser of the whole
@@ -468,16 +476,14 @@ static inline __attribute__((always_inline)) void tile_product(float *Cm, size_t
     }
     // one loop for the three cases: on its own, the plain copy c[j] = acc[r][j] is compiled
     // as an inline memcpy of 8-byte moves (GCC's idiom), a third of the attention's products
-    for (int r = 0; r < mr; r++) {
-        float *c = Cm + (size_t)(i0 + r) * ldc + n0;
-        for (int j = 0; j < nr; j++) c[j] = (!first ? c[j] : bias != NULL ? bias[n0 + j] : 0.0f) + acc[r][j];
-    }
+    for (int r = 0; r < mr; r++)
+        for (int j = 0; j < nr; j++) c[r][j] = (!first ? c[r][j] : bias != NULL ? bias[j] : 0.0f) + acc[r][j];
 }
 
-// The epilogue on rows m0 .. m0+mc-1, columns n0 .. n0+nr-1 of Cm, just summed (in L2).
-static void apply_epilogue(const Epilogue *epi, float *Cm, size_t ldc, int m0, int mc, int n0, int nr) {
+// The epilogue on rows m0 .. m0+mc-1 (of rows), columns n0 .. n0+nr-1 of Cm, just summed (in L2).
+static void apply_epilogue(const Epilogue *epi, float *Cm, size_t ldc, const Rows *rows, int m0, int mc, int n0, int nr) {
     for (int i = m0; i < m0 + mc; i++) {
-        size_t o = (size_t)i * ldc + n0;
+        size_t row = row_index(rows, i), o = row * ldc + n0;
         float *c = Cm + o;
         if (epi->kind == EPI_GELU) {
             float *act = epi->act + o;
@@ -493,7 +499,7 @@ static void apply_epilogue(const Epilogue *epi, float *Cm, size_t ldc, int m0, i
             for (int j = 0; j < nr; j++) c[j] = x[j] * c[j];
         } else if (epi->kind == EPI_RESIDUAL) {
             const float *x = epi->x + o;
-            float s = epi->scale != NULL ? epi->scale[i / epi->rows_per_image] : 1.0f;
+            float s = epi->scale != NULL ? epi->scale[row / epi->rows_per_image] : 1.0f;
             #pragma omp simd
             for (int j = 0; j < nr; j++) c[j] = x[j] + s * c[j];
         }
@@ -502,11 +508,12 @@ static void apply_epilogue(const Epilogue *epi, float *Cm, size_t ldc, int m0, i
 
 // A(i,k) = A[i*sai + k*sak], B(k,j) = B[k*sbk + j*sbj]. overwrite: Cm = bias + A B (bias may be
 // NULL) instead of Cm += A B. rowsum, if not NULL, gets += the row sums of A. epi: NULL or
-// what to do with Cm once it is complete.
+// what to do with Cm once it is complete. rows: NULL, or the rows of A and Cm that take part
+// (row i is row_index(rows, i); not with rowsum).
 // matmul_rows computes rows m0 .. m0+mc-1 of Cm (mc <= MM_MC) on the calling thread.
 static void matmul_rows(float *Cm, size_t ldc, const float *A, size_t sai, size_t sak,
                         const float *B, size_t sbk, size_t sbj, int M, int Nc, int K,
-                        int overwrite, const float *bias, float *rowsum, const Epilogue *epi, int m0, int mc) {
+                        int overwrite, const float *bias, float *rowsum, const Epilogue *epi, const Rows *rows, int m0, int mc) {
     float rs[MM_MC];
     if (rowsum != NULL) memset(rs, 0, sizeof(rs));
     for (int k0 = 0; k0 < K; k0 += MM_KC) {
@@ -530,16 +537,22 @@ static void matmul_rows(float *Cm, size_t ldc, const float *A, size_t sai, size_
             for (int i0 = m0; i0 < m0 + mc; i0 += MM_MR) {
                 // rows past M read row M-1 (valid memory); their results are not stored
                 const float *a[MM_MR];
-                for (int r = 0; r < MM_MR; r++) a[r] = A + imin(i0 + r, M - 1) * sai + k0 * sak;
+                float *c[MM_MR];
+                for (int r = 0; r < MM_MR; r++) {
+                    size_t row = row_index(rows, imin(i0 + r, M - 1));
+                    a[r] = A + row * sai + k0 * sak;
+                    c[r] = Cm + row * ldc + n0;
+                }
                 int mr = imin(MM_MR, m0 + mc - i0);
+                const float *b = bias != NULL ? bias + n0 : NULL;
                 switch (W) {
-                    case 64: tile_product(Cm, ldc, i0, n0, mr, nr, a, sak, Bp, kc, first, bias, 64); break;
-                    case 48: tile_product(Cm, ldc, i0, n0, mr, nr, a, sak, Bp, kc, first, bias, 48); break;
-                    case 32: tile_product(Cm, ldc, i0, n0, mr, nr, a, sak, Bp, kc, first, bias, 32); break;
-                    default: tile_product(Cm, ldc, i0, n0, mr, nr, a, sak, Bp, kc, first, bias, 16); break;
+                    case 64: tile_product(c, mr, nr, a, sak, Bp, kc, first, b, 64); break;
+                    case 48: tile_product(c, mr, nr, a, sak, Bp, kc, first, b, 48); break;
+                    case 32: tile_product(c, mr, nr, a, sak, Bp, kc, first, b, 32); break;
+                    default: tile_product(c, mr, nr, a, sak, Bp, kc, first, b, 16); break;
                 }
             }
-            if (last != NULL) apply_epilogue(last, Cm, ldc, m0, mc, n0, nr);
+            if (last != NULL) apply_epilogue(last, Cm, ldc, rows, m0, mc, n0, nr);
         }
     }
     if (rowsum != NULL)
@@ -548,8 +561,10 @@ static void matmul_rows(float *Cm, size_t ldc, const float *A, size_t sai, size_
     // through every strip, and still in L2 (layernorm_forward's operations, row by row)
     if (epi != NULL && epi->norm != NULL) {
         const NormOut *nm = epi->norm;
-        for (int i = m0; i < m0 + mc; i++)
-            layernorm_row(nm->out + (size_t)i * Nc, nm->mean + i, nm->rstd + i, Cm + (size_t)i * ldc, nm->weight, nm->bias, Nc);
+        for (int i = m0; i < m0 + mc; i++) {
+            size_t row = row_index(rows, i);
+            layernorm_row(nm->out + row * Nc, nm->mean + row, nm->rstd + row, Cm + row * ldc, nm->weight, nm->bias, Nc);
+        }
     }
 }
 
@@ -558,13 +573,14 @@ static void matmul_rows(float *Cm, size_t ldc, const float *A, size_t sai, size_
 static void matmul_serial(float *Cm, size_t ldc, const float *A, size_t sai, size_t sak,
                           const float *B, size_t sbk, size_t sbj, int M, int Nc, int K, int overwrite) {
     for (int m0 = 0; m0 < M; m0 += MM_MC)
-        matmul_rows(Cm, ldc, A, sai, sak, B, sbk, sbj, M, Nc, K, overwrite, NULL, NULL, NULL, m0, imin(MM_MC, M - m0));
+        matmul_rows(Cm, ldc, A, sai, sak, B, sbk, sbj, M, Nc, K, overwrite, NULL, NULL, NULL, NULL, m0, imin(MM_MC, M - m0));
 }
 
-// All of Cm, the rows shared out among the threads in blocks of at most MM_MC.
+// All of Cm (or its rows, see matmul_rows), the rows shared out among the threads in blocks of at most MM_MC.
 static void matmul_blocked(float *Cm, size_t ldc, const float *A, size_t sai, size_t sak,
                            const float *B, size_t sbk, size_t sbj, int M, int Nc, int K,
-                           int overwrite, const float *bias, float *rowsum, const Epilogue *epi) {
+                           int overwrite, const float *bias, float *rowsum, const Epilogue *epi, const Rows *rows) {
+    if (M <= 0) return; // no rows (drop path dropped every image's branch)
     int threads = 1;
 #ifdef _OPENMP
     threads = omp_get_max_threads();
@@ -575,7 +591,7 @@ static void matmul_blocked(float *Cm, size_t ldc, const float *A, size_t sai, si
     int MC = ((M + units - 1) / units + MM_MR - 1) / MM_MR * MM_MR;
     #pragma omp parallel for schedule(dynamic, 1)
     for (int m0 = 0; m0 < M; m0 += MC)
-        matmul_rows(Cm, ldc, A, sai, sak, B, sbk, sbj, M, Nc, K, overwrite, bias, rowsum, epi, m0, imin(MC, M - m0));
+        matmul_rows(Cm, ldc, A, sai, sak, B, sbk, sbj, M, Nc, K, overwrite, bias, rowsum, epi, rows, m0, imin(MC, M - m0));
 }
 
 // out (cols, rows) = in (rows, cols) transposed, in 32 x 32 tiles that stay in cache; inside
@@ -598,9 +614,10 @@ static float *wt_scratch = NULL;
 static size_t wt_capacity = 0;
 
 // Row n of out starts at out + n * ldo and of inp at inp + n * ldi: ldo = OC and ldi = C but
-// for a layer on some of the rows (the last block's qkv, backbone_forward).
+// for a layer on some of the rows (the last block's qkv, backbone_forward). rows: NULL, or
+// the rows of out and inp that take part (then those n T rows, not N).
 static void linear_forward(float *out, size_t ldo, const float *inp, size_t ldi, const float *weight, const float *bias,
-                           int N, int C, int OC, const Epilogue *epi) {
+                           int N, int C, int OC, const Epilogue *epi, const Rows *rows) {
     size_t n = (size_t)C * OC;
     if (n > wt_capacity) {
         free(wt_scratch);
@@ -608,12 +625,13 @@ static void linear_forward(float *out, size_t ldo, const float *inp, size_t ldi,
         wt_capacity = n;
     }
     transpose(wt_scratch, weight, OC, C); // (C, OC)
-    matmul_blocked(out, ldo, inp, ldi, 1, wt_scratch, OC, 1, N, OC, C, 1, bias, NULL, epi);
+    int M = rows != NULL ? rows->n * rows->T : N;
+    matmul_blocked(out, ldo, inp, ldi, 1, wt_scratch, OC, 1, M, OC, C, 1, bias, NULL, epi, rows);
 }
 
 void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC) {
     // out is (N, OC), inp is (N, C), weight is (OC, C), bias is (OC) or NULL
-    linear_forward(out, OC, inp, C, weight, bias, N, C, OC, NULL);
+    linear_forward(out, OC, inp, C, weight, bias, N, C, OC, NULL, NULL);
 }
 
 // A linear layer and the GELU after it (fc1 -> act, the head's first two layers), one pass:
@@ -621,46 +639,50 @@ void matmul_forward(float *out, const float *inp, const float *weight, const flo
 // that will run backward) out = gelu'(h), all that the GELU's backward needs of h. It is
 // computed here from the Phi(h) of the forward, where the backward would compute Phi again.
 // Without keep_grad out may be act: the GELU in place, h is not kept (the teacher).
+// rows: NULL or the rows that take part, as in linear_forward.
 void matmul_gelu_forward(float *out, float *act, const float *inp, const float *weight, const float *bias, int N, int C, int OC,
-                         int keep_grad) {
+                         int keep_grad, const Rows *rows) {
     Epilogue epi = { .kind = keep_grad ? EPI_GELU_KEEP_GRAD : EPI_GELU, .act = act };
-    linear_forward(out, OC, inp, C, weight, bias, N, C, OC, &epi);
+    linear_forward(out, OC, inp, C, weight, bias, N, C, OC, &epi, rows);
 }
 
 // A linear layer that ends a residual branch, and the residual add (residual_forward), one
 // pass: out = x + scale[r] * (inp W^T + b) for the T rows of each image r (scale NULL: 1);
 // and norm, if not NULL, the LayerNorm that follows in the network (layernorm_forward of out).
+// rows: NULL or the rows that take part, as in linear_forward.
 void matmul_residual_forward(float *out, const float *x, const float *scale, int T,
                              const float *inp, const float *weight, const float *bias, int N, int C, int OC,
-                             const NormOut *norm) {
+                             const NormOut *norm, const Rows *rows) {
     Epilogue epi = { .kind = EPI_RESIDUAL, .x = x, .scale = scale, .rows_per_image = T, .norm = norm };
-    linear_forward(out, OC, inp, C, weight, bias, N, C, OC, &epi);
+    linear_forward(out, OC, inp, C, weight, bias, N, C, OC, &epi, rows);
 }
 
 // forward: out[n,o] = bias[o] + sum_i inp[n,i] weight[o,i]. Writes dinp (may be NULL: the
 // first layer's input needs no gradient; epi, if not NULL, applied to it); accumulates into
 // dweight and dbias, which sum over the passes of a step (dbias may be NULL; dweight NULL:
 // a frozen weight, neither). Rows are ldx, ldd and ldi floats apart in dinp, dout and inp
-// (as in linear_forward); add: dinp += instead of dinp =.
+// (as in linear_forward); add: dinp += instead of dinp =. rows: NULL, or the rows of dinp
+// that are computed (the others are not written); the weight's gradient sums all N rows.
 static void linear_backward(float *dinp, size_t ldx, float *dweight, float *dbias, const float *dout, size_t ldd,
                             const float *inp, size_t ldi, const float *weight, int N, int C, int OC, int add,
-                            const Epilogue *epi) {
-    if (dinp != NULL) matmul_blocked(dinp, ldx, dout, ldd, 1, weight, C, 1, N, C, OC, !add, NULL, NULL, epi);
-    if (dweight != NULL) matmul_blocked(dweight, C, dout, 1, ldd, inp, ldi, 1, OC, C, N, 0, NULL, dbias, NULL);
+                            const Epilogue *epi, const Rows *rows) {
+    int M = rows != NULL ? rows->n * rows->T : N;
+    if (dinp != NULL) matmul_blocked(dinp, ldx, dout, ldd, 1, weight, C, 1, M, C, OC, !add, NULL, NULL, epi, rows);
+    if (dweight != NULL) matmul_blocked(dweight, C, dout, 1, ldd, inp, ldi, 1, OC, C, N, 0, NULL, dbias, NULL, NULL);
 }
 
 void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                      const float *weight, int N, int C, int OC) {
-    linear_backward(dinp, C, dweight, dbias, dout, OC, inp, C, weight, N, C, OC, 0, NULL);
+    linear_backward(dinp, C, dweight, dbias, dout, OC, inp, C, weight, N, C, OC, 0, NULL, NULL);
 }
 
 // matmul_backward of a layer whose input was inp = gelu(h), and the GELU's backward, one
 // pass: dinp is the gradient of h, (dout W) * gelu'(h), given dgelu = gelu'(h) as
-// matmul_gelu_forward kept it (gelu_backward's operations).
+// matmul_gelu_forward kept it (gelu_backward's operations). rows: as in linear_backward.
 void matmul_gelu_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
-                          const float *dgelu, const float *weight, int N, int C, int OC) {
+                          const float *dgelu, const float *weight, int N, int C, int OC, const Rows *rows) {
     Epilogue epi = { .kind = EPI_MUL, .x = dgelu };
-    linear_backward(dinp, C, dweight, dbias, dout, OC, inp, C, weight, N, C, OC, 0, &epi);
+    linear_backward(dinp, C, dweight, dbias, dout, OC, inp, C, weight, N, C, OC, 0, &epi, rows);
 }
 
 // Multi-head self-attention, no mask (every token sees every token). qkv holds for each
@@ -672,13 +694,15 @@ void matmul_gelu_backward(float *dinp, float *dweight, float *dbias, const float
 // (backbone_forward), so there Tq = 1. out is (R, Tq, D), att (R, NH, Tq, T).
 // Each (image, head) is a few small matrix products; matmul_serial reads q, k and v in
 // place through its strides (a row of q is 3D floats after the previous one), transposes
-// included, on the thread of this loop that took the (image, head).
-void attention_forward(float *out, float *att, const float *qkv, int R, int T, int Tq, int D, int NH) {
+// included, on the thread of this loop that took the (image, head). img: NULL, or the R
+// images to compute, by their index in the pass (drop path skips the others).
+void attention_forward(float *out, float *att, const float *qkv, const int *img, int R, int T, int Tq, int D, int NH) {
     int hs = D / NH;
     float scale = 1.0f / sqrtf((float)hs); // qk_scale = head_dim ** -0.5
     #pragma omp parallel for collapse(2)
-    for (int r = 0; r < R; r++) {
+    for (int i = 0; i < R; i++) {
         for (int h = 0; h < NH; h++) {
+            int r = img != NULL ? img[i] : i;
             const float *q = qkv + (size_t)r * T * 3 * D + h * hs, *k = q + D, *v = q + 2 * D;
             float *a = att + ((size_t)r * NH + h) * Tq * T, *o = out + (size_t)r * Tq * D + h * hs;
             // s = q k^T (Tq, T), then a = softmax(s * scale) row by row
@@ -710,15 +734,17 @@ void attention_forward(float *out, float *att, const float *qkv, int R, int T, i
     }
 }
 
-void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att, int R, int T, int Tq, int D, int NH) {
+void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att, const int *img, int R, int T,
+                        int Tq, int D, int NH) {
     // forward: s = q k^T;  a = softmax(s * scale) by rows;  out = a v. Writes dqkv (each
     // (image, head) its own columns of dq, dk and dv, each by one product; the rows of dq of
-    // tokens that were no query are 0). dout is (R, Tq, D).
+    // tokens that were no query are 0). dout is (R, Tq, D). img as in attention_forward.
     int hs = D / NH;
     float scale = 1.0f / sqrtf((float)hs);
     #pragma omp parallel for collapse(2)
-    for (int r = 0; r < R; r++) {
+    for (int i = 0; i < R; i++) {
         for (int h = 0; h < NH; h++) {
+            int r = img != NULL ? img[i] : i;
             const float *q = qkv + (size_t)r * T * 3 * D + h * hs, *k = q + D, *v = q + 2 * D;
             float *dq = dqkv + (size_t)r * T * 3 * D + h * hs, *dk = dq + D, *dv = dq + 2 * D;
             const float *a = att + ((size_t)r * NH + h) * Tq * T, *dy = dout + (size_t)r * Tq * D + h * hs;
@@ -1208,6 +1234,7 @@ typedef struct {
     float *res3;      // (L, R, T, D)   residual stream after the MLP branch = block output
     float *x_cls;     // (R, D)         the CLS tokens entering the last block
     float *lnf_mean, *lnf_rstd; // (R), (R): the final norm's statistics
+    int *kept;        // (R)            the images whose branch drop path keeps (kept_rows)
 } BackboneActs;
 
 void backbone_acts_alloc(BackboneActs *a, const Config *c, int R, int S, int keep_all) {
@@ -1240,6 +1267,14 @@ void backbone_acts_alloc(BackboneActs *a, const Config *c, int R, int S, int kee
     a->x_cls = (float *)mallocCheck((size_t)R * D * sizeof(float));
     a->lnf_mean = (float *)mallocCheck(R * sizeof(float));
     a->lnf_rstd = (float *)mallocCheck(R * sizeof(float));
+    a->kept = (int *)mallocCheck(R * sizeof(int));
+    // The rows of an image whose branch drop path drops are not written (backbone_forward),
+    // and the weight gradients multiply atty's and fch_gelu's rows by its zero gradient rows:
+    // they must be finite, so they start as zeros in the blocks that can drop (all but the last).
+    if (keep_all) {
+        memset(a->atty, 0, (Ls - 1) * RT * D * sizeof(float));
+        memset(a->fch_gelu, 0, (Ls - 1) * RT * H * sizeof(float));
+    }
 }
 
 void backbone_acts_free(BackboneActs *a) {
@@ -1247,7 +1282,40 @@ void backbone_acts_free(BackboneActs *a) {
                       a->atty, a->res2, a->ln2, a->ln2_mean, a->ln2_rstd, a->keep_all ? a->fch : NULL, a->fch_gelu, a->res3,
                       a->x_cls, a->lnf_mean, a->lnf_rstd };
     for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) free(bufs[i]);
+    free(a->kept);
     memset(a, 0, sizeof(*a));
+}
+
+// Drop path multiplies a branch by 0 for the images it drops: x + 0 * branch = x. The
+// student does not compute those branches (the official drop_path computes them, then
+// multiplies): its products and attention run on the kept images' rows only, the dropped
+// images' rows are copied and normed on their own, and in the backward pass their rows of
+// the branch's gradients are zeros (which the weight gradients sum over every row).
+// The kept images of a branch with drop path scales scale (R) as Rows of T rows each, their
+// indices in img; NULL when every image is kept or there is no drop path.
+static const Rows *kept_rows(Rows *rows, int *img, const float *scale, int R, int T) {
+    if (scale == NULL) return NULL;
+    int n = 0;
+    for (int r = 0; r < R; r++)
+        if (scale[r] != 0.0f) img[n++] = r;
+    if (n == R) return NULL;
+    *rows = (Rows){ img, n, T };
+    return rows;
+}
+
+// out = x for the images whose branch is dropped (scale 0), T rows of D each, and the norm after it.
+static void dropped_rows_forward(float *out, const float *x, const NormOut *norm, const float *scale, int R, int T, int D) {
+    for (size_t row = 0; row < (size_t)R * T; row++) {
+        if (scale[row / T] != 0.0f) continue;
+        memcpy(out + row * D, x + row * D, D * sizeof(float));
+        layernorm_row(norm->out + row * D, norm->mean + row, norm->rstd + row, out + row * D, norm->weight, norm->bias, D);
+    }
+}
+
+// Zeros in the rows of the images whose branch is dropped (scale 0), T rows of C floats each.
+static void dropped_rows_zero(float *buf, const float *scale, int R, int T, int C) {
+    for (int r = 0; r < R; r++)
+        if (scale[r] == 0.0f) memset(buf + (size_t)r * T * C, 0, (size_t)T * C * sizeof(float));
 }
 
 // The Vision Transformer (vision_transformer.py VisionTransformer.forward): patch
@@ -1298,18 +1366,24 @@ void backbone_forward(BackboneActs *a, const ParameterTensors *p, const Config *
             for (int r = 0; r < R; r++) memcpy(a->x_cls + (size_t)r * D, x + (size_t)r * TD, D * sizeof(float));
             xq = a->x_cls;
         }
-        // x = x + drop_path(attn(norm1(x))), norm1(x) in ln1 already
+        // x = x + drop_path(attn(norm1(x))), norm1(x) in ln1 already; the branch on the images
+        // drop path keeps (all: kept = NULL; the last block computes every image)
+        Rows rows;
+        const Rows *kept = Tq == T ? kept_rows(&rows, a->kept, dp_attn, R, T) : NULL;
         const float *qkvw = p->qkvw + (size_t)l * 3 * D * D, *qkvb = p->qkvb + l * 3 * D;
-        if (Tq == T) matmul_forward(qkv, ln1, qkvw, qkvb, RT, D, 3 * D);
+        if (Tq == T) linear_forward(qkv, 3 * D, ln1, D, qkvw, qkvb, RT, D, 3 * D, NULL, kept);
         else { // k and v of every token (weight rows D..3D), q of the CLS tokens only (rows T apart)
-            linear_forward(qkv + D, 3 * D, ln1, D, qkvw + (size_t)D * D, qkvb + D, RT, D, 2 * D, NULL);
-            linear_forward(qkv, TD * 3, ln1, TD, qkvw, qkvb, R, D, D, NULL);
+            linear_forward(qkv + D, 3 * D, ln1, D, qkvw + (size_t)D * D, qkvb + D, RT, D, 2 * D, NULL, NULL);
+            linear_forward(qkv, TD * 3, ln1, TD, qkvw, qkvb, R, D, D, NULL, NULL);
         }
-        attention_forward(atty, att, qkv, R, T, Tq, D, NH);
+        attention_forward(atty, att, qkv, kept ? kept->img : NULL, kept ? kept->n : R, T, Tq, D, NH);
         NormOut norm2 = { ln2, ln2_mean, ln2_rstd, p->ln2w + l * D, p->ln2b + l * D };
-        matmul_residual_forward(res2, xq, dp_attn, Tq, atty, p->projw + (size_t)l * D * D, p->projb + l * D, RQ, D, D, &norm2);
+        matmul_residual_forward(res2, xq, dp_attn, Tq, atty, p->projw + (size_t)l * D * D, p->projb + l * D, RQ, D, D, &norm2,
+                                kept);
+        if (kept != NULL) dropped_rows_forward(res2, xq, &norm2, dp_attn, R, T, D);
         // x = x + drop_path(mlp(norm2(x)))
-        matmul_gelu_forward(fch, fch_gelu, ln2, p->fc1w + (size_t)l * H * D, p->fc1b + l * H, RQ, D, H, a->keep_all);
+        kept = Tq == T ? kept_rows(&rows, a->kept, dp_mlp, R, T) : NULL;
+        matmul_gelu_forward(fch, fch_gelu, ln2, p->fc1w + (size_t)l * H * D, p->fc1b + l * H, RQ, D, H, a->keep_all, kept);
         // then the next block's norm1 (into its slot); after the last block the final norm,
         // on the CLS token only (the official code norms every token and then takes token 0;
         // the result and its gradient are the same): the last block's R rows, into feat
@@ -1318,7 +1392,8 @@ void backbone_forward(BackboneActs *a, const ParameterTensors *p, const Config *
                                                           p->ln1w + (l + 1) * D, p->ln1b + (l + 1) * D }
                                              : (NormOut){ feat, a->lnf_mean, a->lnf_rstd, p->lnfw, p->lnfb };
         matmul_residual_forward(res3, res2, dp_mlp, Tq, fch_gelu, p->fc2w + (size_t)l * D * H, p->fc2b + l * D, RQ, H, D,
-                                &norm_next);
+                                &norm_next, kept);
+        if (kept != NULL) dropped_rows_forward(res3, res2, &norm_next, dp_mlp, R, T, D);
     }
 }
 
@@ -1354,33 +1429,45 @@ void backbone_backward(ParameterTensors *g, BackwardScratch *w, const BackboneAc
         const float *ln2_mean = a->ln2_mean + l * RT, *ln2_rstd = a->ln2_rstd + l * RT;
         const float *dgelu = a->fch + l * RT * H, *fch_gelu = a->fch_gelu + l * RT * H; // fch holds gelu'(h)
         const float *dp_attn = dp_scale != NULL ? dp_scale + (size_t)(2 * l) * dp_stride : NULL;
+        const float *dp_mlp = dp_scale != NULL ? dp_scale + (size_t)(2 * l + 1) * dp_stride : NULL;
         const float *dp_prev = dp_scale != NULL && l > 0 ? dp_scale + (size_t)(2 * l - 1) * dp_stride : NULL; // block l-1's MLP
         // the last block computed the CLS rows only (backbone_forward): RQ rows down to the attention
         int Tq = l == c->depth - 1 ? 1 : T;
         size_t RQ = (size_t)R * Tq;
         float *dres = Tq == 1 ? w->dcls : w->dres; // the gradient of the block's output rows
         // res3 = res2 + drop_path(fc2(gelu(fc1(norm2(res2))))); dres carries on as dres2,
-        // w->dbranch holds the MLP branch's gradient
+        // w->dbranch holds the MLP branch's gradient (zero rows for the images drop path
+        // dropped: the input gradients skip them, and their rows of dfch and dln are zeros)
+        Rows rows;
+        const Rows *kept = Tq == T ? kept_rows(&rows, a->kept, dp_mlp, R, T) : NULL;
         matmul_gelu_backward(w->dfch, g->fc2w + (size_t)l * D * H, g->fc2b + l * D, w->dbranch, fch_gelu, dgelu,
-                             p->fc2w + (size_t)l * D * H, RQ, H, D);
-        matmul_backward(w->dln, g->fc1w + (size_t)l * H * D, g->fc1b + l * H, w->dfch, ln2, p->fc1w + (size_t)l * H * D, RQ, D, H);
+                             p->fc2w + (size_t)l * D * H, RQ, H, D, kept);
+        if (kept != NULL) dropped_rows_zero(w->dfch, dp_mlp, R, T, H);
+        linear_backward(w->dln, D, g->fc1w + (size_t)l * H * D, g->fc1b + l * H, w->dfch, H, ln2, D, p->fc1w + (size_t)l * H * D,
+                        RQ, D, H, 0, NULL, kept);
+        if (kept != NULL) dropped_rows_zero(w->dln, dp_mlp, R, T, D);
         layernorm_backward(dres, g->ln2w + l * D, g->ln2b + l * D, w->dln, res2, p->ln2w + l * D, ln2_mean, ln2_rstd, RQ, D,
                            w->dbranch, dp_attn, Tq);
         // res2 = x + drop_path(proj(attention(qkv(norm1(x))))); dres carries on as dx,
         // w->dbranch holds the attention branch's gradient; w->dln gets d atty, then d ln1
-        matmul_backward(w->dln, g->projw + (size_t)l * D * D, g->projb + l * D, w->dbranch, atty, p->projw + (size_t)l * D * D, RQ, D, D);
-        attention_backward(w->dqkv, w->dln, qkv, att, R, T, Tq, D, NH);
+        kept = Tq == T ? kept_rows(&rows, a->kept, dp_attn, R, T) : NULL;
+        linear_backward(w->dln, D, g->projw + (size_t)l * D * D, g->projb + l * D, w->dbranch, D, atty, D,
+                        p->projw + (size_t)l * D * D, RQ, D, D, 0, NULL, kept);
+        attention_backward(w->dqkv, w->dln, qkv, att, kept ? kept->img : NULL, kept ? kept->n : R, T, Tq, D, NH);
+        if (kept != NULL) dropped_rows_zero(w->dqkv, dp_attn, R, T, 3 * D);
         if (Tq == 1) { // from here every token has a gradient: the CLS rows', 0 for the others so far
             memset(w->dres, 0, RT * D * sizeof(float));
             for (int r = 0; r < R; r++) memcpy(w->dres + (size_t)r * TD, w->dcls + (size_t)r * D, D * sizeof(float));
         }
         float *gqkvw = g->qkvw + (size_t)l * 3 * D * D, *gqkvb = g->qkvb + l * 3 * D;
         const float *qkvw = p->qkvw + (size_t)l * 3 * D * D;
-        if (Tq == T) matmul_backward(w->dln, gqkvw, gqkvb, w->dqkv, ln1, qkvw, RT, D, 3 * D);
-        else { // as the forward: k and v of every token, then q of the CLS tokens added to their rows
+        if (Tq == T) {
+            linear_backward(w->dln, D, gqkvw, gqkvb, w->dqkv, 3 * D, ln1, D, qkvw, RT, D, 3 * D, 0, NULL, kept);
+            if (kept != NULL) dropped_rows_zero(w->dln, dp_attn, R, T, D);
+        } else { // as the forward: k and v of every token, then q of the CLS tokens added to their rows
             linear_backward(w->dln, D, gqkvw + (size_t)D * D, gqkvb + D, w->dqkv + D, 3 * D, ln1, D,
-                            qkvw + (size_t)D * D, RT, D, 2 * D, 0, NULL);
-            linear_backward(w->dln, TD, gqkvw, gqkvb, w->dqkv, TD * 3, ln1, TD, qkvw, R, D, D, 1, NULL);
+                            qkvw + (size_t)D * D, RT, D, 2 * D, 0, NULL, NULL);
+            linear_backward(w->dln, TD, gqkvw, gqkvb, w->dqkv, TD * 3, ln1, TD, qkvw, R, D, D, 1, NULL, NULL);
         }
         // and below it block l-1's MLP branch, whose gradient this norm's backward writes
         layernorm_backward(w->dres, g->ln1w + l * D, g->ln1b + l * D, w->dln, x, p->ln1w + l * D, ln1_mean, ln1_rstd, RT, D,
@@ -1430,8 +1517,8 @@ void head_acts_free(HeadActs *a) {
 
 void head_forward(HeadActs *a, const ParameterTensors *p, const Config *c, const float *feat) {
     int R = a->R, D = c->dim, HH = c->head_hidden, BN = c->bottleneck, K = c->out_dim;
-    matmul_gelu_forward(a->h1, a->h1g, feat, p->head1w, p->head1b, R, D, HH, a->backward);
-    matmul_gelu_forward(a->h2, a->h2g, a->h1g, p->head2w, p->head2b, R, HH, HH, a->backward);
+    matmul_gelu_forward(a->h1, a->h1g, feat, p->head1w, p->head1b, R, D, HH, a->backward, NULL);
+    matmul_gelu_forward(a->h2, a->h2g, a->h1g, p->head2w, p->head2b, R, HH, HH, a->backward, NULL);
     matmul_forward(a->z, a->h2g, p->head3w, p->head3b, R, HH, BN);
     l2norm_forward(a->zn, a->znorm, a->z, R, BN);     // x = nn.functional.normalize(x, dim=-1)
     l2norm_forward(a->wn, a->vnorm, p->lastv, K, BN); // weight_norm: w_k = g_k v_k / |v_k|, g = 1
@@ -1456,8 +1543,8 @@ void head_backward(ParameterTensors *g, float *dfeat, HeadScratch *w, const Head
     }
     memset(w->dz, 0, (size_t)R * BN * sizeof(float));
     l2norm_backward(w->dz, w->dzn, a->zn, a->znorm, R, BN);
-    matmul_gelu_backward(w->dh2, g->head3w, g->head3b, w->dz, a->h2g, a->h2, p->head3w, R, HH, BN);
-    matmul_gelu_backward(w->dh1, g->head2w, g->head2b, w->dh2, a->h1g, a->h1, p->head2w, R, HH, HH);
+    matmul_gelu_backward(w->dh2, g->head3w, g->head3b, w->dz, a->h2g, a->h2, p->head3w, R, HH, BN, NULL);
+    matmul_gelu_backward(w->dh1, g->head2w, g->head2b, w->dh2, a->h1g, a->h1, p->head2w, R, HH, HH, NULL);
     matmul_backward(dfeat, g->head1w, g->head1b, w->dh1, feat, p->head1w, R, D, HH);
 }
 
@@ -2620,7 +2707,7 @@ void knn_classify(float *top1, float *top5, const int *ks, int nk, const float *
     for (int start = 0; start < ntest; start += chunk) {
         int rows = ntest - start < chunk ? ntest - start : chunk;
         // cosines: sims (rows, ntrain) = test rows (rows, D) @ train_t (D, ntrain)
-        matmul_blocked(sims, ntrain, test + (size_t)start * D, D, 1, train_t, ntrain, 1, rows, ntrain, D, 1, NULL, NULL, NULL);
+        matmul_blocked(sims, ntrain, test + (size_t)start * D, D, 1, train_t, ntrain, 1, rows, ntrain, D, 1, NULL, NULL, NULL, NULL);
         int h1[rows][nk], h5[rows][nk]; // per test row, summed below in a fixed order
         #pragma omp parallel for
         for (int r = 0; r < rows; r++) {
@@ -3804,11 +3891,12 @@ static int cmd_linear(int argc, char **argv) {
 // but the patch embedding needs no input gradient). executed = 0: the model's FLOPs, counted
 // as data/bench_torch.py counts them (every row of every block, the last layer's gradient
 // computed while frozen); 1: the ones dino.c runs, without the last block's queries other
-// than CLS (their q, attention rows, projection and MLP: backbone_forward) and, with
-// last_frozen, without the frozen gradient.
+// than CLS (their q, attention rows, projection and MLP: backbone_forward), on average
+// without the branches drop path drops in the other blocks (their forward, and their
+// backward but for the weight gradients) and, with last_frozen, without the frozen gradient.
 static double step_flops(const Config *c, int executed, int last_frozen) {
     double D = c->dim, H = (double)c->mlp_ratio * c->dim, hs = (double)c->dim / c->heads, CPP = (double)c->channels * c->patch * c->patch;
-    double fwd[2], bwd[2];
+    double fwd[2], bwd[2], dropped[2] = { 0, 0 };
     for (int g = 0; g < 2; g++) {
         double n = (double)((g == 0 ? c->img_size : c->local_size) / c->patch), np = n * n, T = np + 1;
         double embed = 2 * np * CPP * D;
@@ -3816,11 +3904,17 @@ static double step_flops(const Config *c, int executed, int last_frozen) {
         double block = qkv + T * per_query, last = executed ? 2 * T * D * 2 * D + 2 * D * D + per_query : block; // k, v of all, q of CLS
         fwd[g] = embed + (c->depth - 1) * block + last;
         bwd[g] = embed + 2 * ((c->depth - 1) * block + last);
+        // a dropped attention branch: forward, input gradients of qkv and proj, attention's
+        // backward (twice its forward); a dropped MLP: forward and input gradients
+        double attn = qkv + T * 2 * D * D, att = T * c->heads * 4 * T * hs, mlp = T * 4 * D * H;
+        for (int l = 0; executed && l < c->depth - 1; l++)
+            dropped[g] += drop_path_rate(c, l) * (2 * attn + 3 * att + 2 * mlp);
     }
     double HH = c->head_hidden, BN = c->bottleneck, K = c->out_dim, head = 2 * (D * HH + HH * HH + HH * BN + BN * K);
     double head_bwd = 2 * head - (executed && last_frozen ? 2 * BN * K : 0);
     double ng = 2.0 * c->batch, nl = (double)c->n_local * c->batch;
-    return ng * (fwd[0] + head) + ng * fwd[0] + nl * fwd[1] + (ng + nl) * head + ng * bwd[0] + nl * bwd[1] + (ng + nl) * head_bwd;
+    return ng * (fwd[0] + head) + ng * fwd[0] + nl * fwd[1] + (ng + nl) * head + ng * bwd[0] + nl * bwd[1] + (ng + nl) * head_bwd
+           - ng * dropped[0] - nl * dropped[1];
 }
 
 // Times full training steps on fixed random crops (no data loading): teacher forward,
@@ -3879,7 +3973,8 @@ static int cmd_bench(int argc, char **argv) {
            cfg.img_size, cfg.patch, cfg.dim, cfg.depth, cfg.heads, cfg.mlp_ratio, cfg.head_hidden, cfg.bottleneck, cfg.out_dim,
            cfg.img_size, cfg.n_local, cfg.local_size, cfg.batch);
     printf("FLOPs per step: %.3f GFLOP (matmuls and attention, counted as data/bench_torch.py counts them); dino.c runs "
-           "%.3f of them (the last block's CLS rows only but for its keys and values, no gradient for the frozen last layer): "
+           "%.3f of them (the last block's CLS rows only but for its keys and values, on average not the branches drop path drops, "
+           "no gradient for the frozen last layer): "
            "%.1f GFLOP/s\n", flops / 1e9, run / 1e9, run / med / 1e9);
     printf("bench dino.c: step %.1f ms (median of %d, min %.1f, max %.1f), %.1f img/s, %.1f GFLOP/s, peak RSS %.0f MiB, threads %d\n",
            med * 1e3, steps, t[0] * 1e3, t[steps - 1] * 1e3, cfg.batch / med, flops / med / 1e9, ru.ru_maxrss / 1024.0, threads);

@@ -289,6 +289,47 @@ static void test_drop_path_against_torch(void) {
     dino_free(&d);
 }
 
+// The student skips the branches drop path drops (backbone_forward). Edge cases the PyTorch
+// masks above do not reach: a branch dropped for every image (no rows at all), and one image
+// dropped in one branch. A dropped branch leaves the residual stream as it was, bit for bit,
+// and its weights get exactly zero gradient; the rest of the step stays finite.
+static void test_drop_path_skips_dropped_branches(void) {
+    Config c = reference_config();
+    c.drop_path = 0.2f;
+    c.depth = 3; // block 1 is not the last (which computes the CLS rows only, and every image)
+    Dino d;
+    dino_build(&d, &c);
+    const float *globals = ref("step0.global")->data, *locals = ref("step0.local")->data;
+    int L = c.depth, D = c.dim, H = c.mlp_ratio * c.dim;
+    for (int l = 0; l < L; l++) // every image kept (scaled as kept), then the drops below
+        for (int b = 0; b < 2; b++)
+            for (int r = 0; r < d.RS; r++) d.dp_scale[((size_t)l * 2 + b) * d.RS + r] = 1.0f / (1.0f - drop_path_rate(&c, l));
+    for (int r = 0; r < d.RS; r++) d.dp_scale[(size_t)(2 * 1) * d.RS + r] = 0.0f; // block 1's attention: all dropped
+    d.dp_scale[(size_t)(2 * 1 + 1) * d.RS + 3] = 0.0f;                              // block 1's MLP: image 3 dropped
+    set_schedules(&d, 0);
+    teacher_forward(&d, globals);
+    student_forward(&d, globals, locals, 1);
+    const BackboneActs *a = &d.s_global;
+    size_t RT = (size_t)a->R * a->T, TD = (size_t)a->T * D;
+    const float *x1 = a->res3, *res2 = a->res2 + RT * D, *res3 = a->res3 + RT * D; // block 1's input, res2, output
+    report(memcmp(res2, x1, RT * D * sizeof(float)) == 0, "drop path: a branch dropped for every image leaves every row as it was");
+    report(memcmp(res3 + 3 * TD, res2 + 3 * TD, TD * sizeof(float)) == 0 && memcmp(res3, res2, TD * sizeof(float)) != 0,
+           "drop path: an image whose MLP branch is dropped keeps its rows, the others change");
+    float loss = dino_loss_forward(d.ps, d.pt, d.lse, NULL, NULL, d.s_head.logits, d.t_head.logits, d.center,
+                                   c.student_temp, d.teacher_temp, c.batch, 2 + c.n_local, c.out_dim);
+    memset(d.grads, 0, d.num_params * sizeof(float));
+    dino_loss_backward(d.dlogits, d.ps, d.pt, c.student_temp, c.batch, 2 + c.n_local, c.out_dim);
+    student_backward(&d, 1, 0);
+    int zero = 1, finite = isfinite(loss), nonzero_mlp = 0;
+    const float *gq = d.g.qkvw + (size_t)1 * 3 * D * D, *gp = d.g.projw + (size_t)1 * D * D;
+    for (size_t i = 0; i < (size_t)3 * D * D; i++) zero &= gq[i] == 0.0f;
+    for (size_t i = 0; i < (size_t)D * D; i++) zero &= gp[i] == 0.0f;
+    for (size_t i = 0; i < (size_t)H * D; i++) nonzero_mlp |= d.g.fc1w[(size_t)1 * H * D + i] != 0.0f;
+    for (size_t i = 0; i < d.num_params; i++) finite &= isfinite(d.grads[i]);
+    report(zero && nonzero_mlp && finite, "drop path: the dropped attention branch's weights get zero gradient, the rest finite");
+    dino_free(&d);
+}
+
 static void test_training_steps_against_torch(void) {
     Config c = reference_config();
     Dino d;
@@ -531,10 +572,10 @@ static void test_blocked_products(Rng *r) {
         size_t NO = (size_t)N * OC, NI = (size_t)N * C, nones = NO > NI ? NO : NI;
         float *out = zeros(NO), *act = zeros(NO), *act_ref = zeros(NO), *grad_ref = zeros(NO), *ones = zeros(nones);
         for (size_t i = 0; i < nones; i++) ones[i] = 1.0f;
-        matmul_gelu_forward(out, act, x, w, b, N, C, OC, 0);
+        matmul_gelu_forward(out, act, x, w, b, N, C, OC, 0, NULL);
         gelu_forward(act_ref, y, NO);
         int same_gelu = memcmp(out, y, NO * 4) == 0 && memcmp(act, act_ref, NO * 4) == 0;
-        matmul_gelu_forward(out, act, x, w, b, N, C, OC, 1);
+        matmul_gelu_forward(out, act, x, w, b, N, C, OC, 1, NULL);
         gelu_backward(grad_ref, y, ones, NO);
         same_gelu = same_gelu && memcmp(out, grad_ref, NO * 4) == 0 && memcmp(act, act_ref, NO * 4) == 0;
         // fused GELU backward (the layer's input was gelu(h), h any values, given gelu'(h)):
@@ -542,7 +583,7 @@ static void test_blocked_products(Rng *r) {
         float *h = randn((size_t)N * C, r, 2.0f), *dgelu = zeros((size_t)N * C), *dh = zeros((size_t)N * C), *dh_ref = zeros((size_t)N * C);
         float *dwf = zeros((size_t)OC * C), *dbf = zeros(OC);
         gelu_backward(dgelu, h, ones, (size_t)N * C);
-        matmul_gelu_backward(dh, dwf, dbf, dy, x, dgelu, w, N, C, OC);
+        matmul_gelu_backward(dh, dwf, dbf, dy, x, dgelu, w, N, C, OC, NULL);
         gelu_backward(dh_ref, h, dx, (size_t)N * C);
         int same_gelu_grad = memcmp(dh, dh_ref, (size_t)N * C * 4) == 0 && memcmp(dwf, dw, (size_t)OC * C * 4) == 0 &&
                              memcmp(dbf, db, OC * 4) == 0;
@@ -554,10 +595,10 @@ static void test_blocked_products(Rng *r) {
         int R = N / T;
         float *scale = zeros(R), *res = randn(NO, r, 1.0f), *out_res = zeros(NO), *ref_res = zeros(NO);
         for (int i = 0; i < R; i++) scale[i] = i == 1 ? 0.0f : 1.0f / 0.9f;
-        matmul_residual_forward(out_res, res, scale, T, x, w, b, N, C, OC, NULL);
+        matmul_residual_forward(out_res, res, scale, T, x, w, b, N, C, OC, NULL, NULL);
         residual_forward(ref_res, res, y, scale, R, (size_t)T * OC);
         int same_res = memcmp(out_res, ref_res, NO * 4) == 0;
-        matmul_residual_forward(out_res, res, NULL, T, x, w, b, N, C, OC, NULL);
+        matmul_residual_forward(out_res, res, NULL, T, x, w, b, N, C, OC, NULL, NULL);
         residual_forward(ref_res, res, y, NULL, R, (size_t)T * OC);
         same_res = same_res && memcmp(out_res, ref_res, NO * 4) == 0;
         // and the LayerNorm after it (whole rows, done once a block of rows is complete):
@@ -565,7 +606,7 @@ static void test_blocked_products(Rng *r) {
         float *lnw = randn(OC, r, 1.0f), *lnb = randn(OC, r, 1.0f), *ln = zeros(NO), *ln_ref = zeros(NO);
         float *mean = zeros(N), *rstd = zeros(N), *mean_ref = zeros(N), *rstd_ref = zeros(N);
         NormOut norm = { ln, mean, rstd, lnw, lnb };
-        matmul_residual_forward(out_res, res, scale, T, x, w, b, N, C, OC, &norm);
+        matmul_residual_forward(out_res, res, scale, T, x, w, b, N, C, OC, &norm, NULL);
         residual_forward(ref_res, res, y, scale, R, (size_t)T * OC);
         layernorm_forward(ln_ref, mean_ref, rstd_ref, ref_res, lnw, lnb, N, OC);
         int same_norm = memcmp(out_res, ref_res, NO * 4) == 0 && memcmp(ln, ln_ref, NO * 4) == 0 &&
@@ -585,14 +626,14 @@ static void test_blocked_products(Rng *r) {
 
 // attention
 typedef struct { float *out, *att, *qkv; int R, T, Tq, D, NH; } AttCtx;
-static void att_fwd(void *p) { AttCtx *c = p; attention_forward(c->out, c->att, c->qkv, c->R, c->T, c->Tq, c->D, c->NH); }
+static void att_fwd(void *p) { AttCtx *c = p; attention_forward(c->out, c->att, c->qkv, NULL, c->R, c->T, c->Tq, c->D, c->NH); }
 static void test_fd_attention(Rng *r) {
     int R = 2, T = 5, D = 6, NH = 2;
     AttCtx c = { zeros(R * T * D), zeros(R * NH * T * T), randn(R * T * 3 * D, r, 1.0f), R, T, T, D, NH };
     float *w = randn(R * T * D, r, 1.0f), *dqkv = zeros(R * T * 3 * D);
     Objective o = { att_fwd, &c, c.out, (size_t)R * T * D, w };
     att_fwd(&c);
-    attention_backward(dqkv, w, c.qkv, c.att, R, T, T, D, NH);
+    attention_backward(dqkv, w, c.qkv, c.att, NULL, R, T, T, D, NH);
     fd_check("attention d qkv", &o, c.qkv, dqkv, R * T * 3 * D);
     // the last block's attention: the CLS token the only query (Tq = 1). Its output and
     // probabilities are the CLS rows of the full attention, bit for bit; its backward is
@@ -609,7 +650,7 @@ static void test_fd_attention(Rng *r) {
     report(same, "attention with the CLS token as the only query gives the CLS rows of the full attention, bit for bit");
     float *w1 = randn(R * D, r, 1.0f), *dqkv1 = zeros(R * T * 3 * D);
     Objective o1 = { att_fwd, &c1, c1.out, (size_t)R * D, w1 };
-    attention_backward(dqkv1, w1, c.qkv, c1.att, R, T, 1, D, NH);
+    attention_backward(dqkv1, w1, c.qkv, c1.att, NULL, R, T, 1, D, NH);
     fd_check("attention, CLS query only, d qkv", &o1, c.qkv, dqkv1, R * T * 3 * D);
     free(c1.out); free(c1.att); free(w1); free(dqkv1);
     // every row of attention probabilities sums to 1
@@ -1969,6 +2010,7 @@ int main(void) {
     printf("-- against PyTorch (data/reference.py)\n");
     test_step0_against_torch();
     test_drop_path_against_torch();
+    test_drop_path_skips_dropped_branches();
     test_training_steps_against_torch();
     printf("-- finite differences\n");
     Rng r = { 42 };
