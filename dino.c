@@ -433,8 +433,8 @@ enum { EPI_GELU, EPI_GELU_KEEP_GRAD, EPI_MUL, EPI_RESIDUAL };
 typedef struct { float *out, *mean, *rstd; const float *weight, *bias; } NormOut;
 typedef struct {
     int kind;
-    float *act;         // EPI_GELU: act = gelu(Cm), h = Cm itself not kept (act may be Cm);  EPI_GELU_KEEP_GRAD:
-                        // act = gelu(Cm), then Cm = gelu'(Cm); laid out as Cm
+    float *act;         // EPI_GELU: act = gelu(h), h the finished sums, Cm itself is scratch (act may be Cm);
+                        // EPI_GELU_KEEP_GRAD: act = gelu(Cm), then Cm = gelu'(Cm); laid out as Cm
     const float *x;     // EPI_MUL: Cm = x * Cm;  EPI_RESIDUAL: Cm = x + scale * Cm; laid out as Cm
     const float *scale; // EPI_RESIDUAL: one per image (NULL: 1), of rows_per_image rows of Cm each
     int rows_per_image;
@@ -451,12 +451,12 @@ static inline size_t row_index(const Rows *rows, int i) {
 
 // One register tile of Cm, its rows c[0..mr-1] (at the tile's first column) nr columns wide:
 // init + rows a[0..MR-1] of A (k = 0 .. kc-1, step sak) times Bp (kc, W), Bp's rows MM_NR
-// floats apart; init is Cm itself, or the bias (at the tile's first column; NULL: 0) when first is set.
-// act: NULL, or on the last k slice of an EPI_GELU product the rows of act, which then get
-// gelu of the sums while they are in registers, and c is not written. W is 64, 48, 32 or 16, a constant in
-// each call, so the compiler unrolls j and keeps acc in registers: the last strip of a
-// product whose width is not a multiple of 64 (the attention's T = 65 or 17 columns) costs
-// one to three vectors per row, not four.
+// floats apart; init is Cm itself, or the bias (at the tile's first column; NULL: 0) when
+// first is set. act: NULL, or on the last k slice of an EPI_GELU product the tile's rows of
+// act, which get gelu of the sums while they are in registers (c is not written then).
+// W is 64, 48, 32 or 16, a constant in each call, so the compiler unrolls j and keeps acc in
+// registers: the last strip of a product whose width is not a multiple of 64 (the
+// attention's T = 65 or 17 columns) costs one to three vectors per row, not four.
 static inline __attribute__((always_inline)) void tile_product(float *const c[MM_MR], float *const act[MM_MR], int mr, int nr,
                                                                const float *const a[MM_MR], size_t sak, const float *Bp,
                                                                int kc, int first, const float *bias, int W) {
@@ -477,10 +477,10 @@ static inline __attribute__((always_inline)) void tile_product(float *const c[MM
             for (int j = 0; j < W; j++) acc[r][j] += ar * b[j];
         }
     }
-    // one loop for the three cases: on its own, the plain copy c[j] = acc[r][j] is compiled
-    // as an inline memcpy of 8-byte moves (GCC's idiom), a third of the attention's products
     for (int r = 0; r < mr; r++) {
         if (act == NULL) {
+            // one loop for the three cases: on its own, the plain copy c[j] = acc[r][j] is compiled
+            // as an inline memcpy of 8-byte moves (GCC's idiom), a third of the attention's products
             for (int j = 0; j < nr; j++) c[r][j] = (!first ? c[r][j] : bias != NULL ? bias[j] : 0.0f) + acc[r][j];
             continue;
         }
@@ -494,7 +494,7 @@ static inline __attribute__((always_inline)) void tile_product(float *const c[MM
     }
 }
 
-// The epilogue on rows m0 .. m0+mc-1 (of rows), columns n0 .. n0+nr-1 of Cm, just summed (in L2).
+// The epilogue on rows m0 .. m0+mc-1 (row_index of rows), columns n0 .. n0+nr-1 of Cm, just summed (in L2).
 static void apply_epilogue(const Epilogue *epi, float *Cm, size_t ldc, const Rows *rows, int m0, int mc, int n0, int nr) {
     for (int i = m0; i < m0 + mc; i++) {
         size_t row = row_index(rows, i), o = row * ldc + n0;
