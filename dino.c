@@ -484,7 +484,7 @@ static inline __attribute__((always_inline)) void tile_product(float *const c[MM
             for (int j = 0; j < nr; j++) c[r][j] = (!first ? c[r][j] : bias != NULL ? bias[j] : 0.0f) + acc[r][j];
             continue;
         }
-        // the GELU here rather than in a pass over the strip (apply_epilogue): 19.0 -> 16.8 ms
+        // the GELU here rather than in a pass over the strip (apply_epilogue): 18.0-18.6 -> 15.9-16.1 ms
         // for fc1 on 14848 rows; with EPI_GELU_KEEP_GRAD's two outputs it measured slower
         float *h = acc[r];
         #pragma omp simd simdlen(16)
