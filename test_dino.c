@@ -327,6 +327,39 @@ static void test_drop_path_skips_dropped_branches(void) {
     for (size_t i = 0; i < (size_t)H * D; i++) nonzero_mlp |= d.g.fc1w[(size_t)1 * H * D + i] != 0.0f;
     for (size_t i = 0; i < d.num_params; i++) finite &= isfinite(d.grads[i]);
     report(zero && nonzero_mlp && finite, "drop path: the dropped attention branch's weights get zero gradient, the rest finite");
+    // Against the branches computed: a scale of 1e-30 instead of 0 keeps those images in the
+    // products (the branch's output and gradient are scaled to far below float32's rounding
+    // of everything they are added to), which must give the same logits and gradients.
+    float *logits0 = (float *)mallocCheck((size_t)d.RS * c.out_dim * sizeof(float)), *grads0 = (float *)mallocCheck(d.num_params * sizeof(float));
+    for (int r = 0; r < d.RS; r++) d.dp_scale[(size_t)(2 * 1) * d.RS + r] = r % 3 == 0 ? 0.0f : 1.0f / (1.0f - drop_path_rate(&c, 1));
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1) // the same drops as computed branches
+            for (int r = 0; r < d.RS; r++) {
+                float *sc = &d.dp_scale[(size_t)(2 * 1) * d.RS + r], *sm = &d.dp_scale[(size_t)(2 * 1 + 1) * d.RS + r];
+                if (*sc == 0.0f) *sc = 1e-30f;
+                if (*sm == 0.0f) *sm = 1e-30f;
+            }
+        student_forward(&d, globals, locals, 1);
+        dino_loss_forward(d.ps, d.pt, d.lse, NULL, NULL, d.s_head.logits, d.t_head.logits, d.center, c.student_temp,
+                          d.teacher_temp, c.batch, 2 + c.n_local, c.out_dim);
+        memset(d.grads, 0, d.num_params * sizeof(float));
+        dino_loss_backward(d.dlogits, d.ps, d.pt, c.student_temp, c.batch, 2 + c.n_local, c.out_dim);
+        student_backward(&d, 1, 0);
+        if (pass == 0) {
+            memcpy(logits0, d.s_head.logits, (size_t)d.RS * c.out_dim * sizeof(float));
+            memcpy(grads0, d.grads, d.num_params * sizeof(float));
+        }
+    }
+    // (the gradients agree bit for bit but where the sum is 0 without the 1e-30 terms, e.g. the
+    // key bias, whose gradient is 0 in exact arithmetic: there the computed branches leave ~1e-41)
+    size_t differ = 0;
+    float worst = 0.0f;
+    for (size_t i = 0; i < d.num_params; i++)
+        if (grads0[i] != d.grads[i]) { differ++; worst = fmaxf(worst, fabsf(grads0[i] - d.grads[i])); }
+    report(memcmp(logits0, d.s_head.logits, (size_t)d.RS * c.out_dim * sizeof(float)) == 0 && worst < 1e-30f,
+           "drop path: skipping the dropped branches gives the logits of computing them bit for bit, and the gradients "
+           "(%zu of %zu entries differ, by at most %.1e)", differ, d.num_params, worst);
+    free(logits0); free(grads0);
     dino_free(&d);
 }
 
