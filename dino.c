@@ -422,10 +422,11 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, size_t N) {
 #define MM_MC (84 * MM_MR)  // rows per work unit at most, 504 (its slice of A stays in L2); a multiple of MR
 
 // What a product does to Cm once it is complete, a thread's block of rows one strip of
-// columns at a time, right after the strip's last k slice while it is still in cache: the
-// elementwise layer next to a linear layer, fused into its product so that layer needs no
-// pass of its own over memory; after a residual add also the norm that follows it, once
-// the block's rows are whole. The operations are those of the layer's own function
+// columns at a time, right after the strip's last k slice while it is still in cache
+// (EPI_GELU earlier still: on each register tile's sums, tile_product): the elementwise
+// layer next to a linear layer, fused into its product so that layer needs no pass of its
+// own over memory; after a residual add also the norm that follows it, once the block's
+// rows are whole. The operations are those of the layer's own function
 // (gelu_forward, gelu_backward, residual_forward, layernorm_forward's layernorm_row), so
 // results are bit-identical.
 enum { EPI_GELU, EPI_GELU_KEEP_GRAD, EPI_MUL, EPI_RESIDUAL };
@@ -536,6 +537,7 @@ static void matmul_rows(float *Cm, size_t ldc, const float *A, size_t sai, size_
         for (int n0 = 0; n0 < Nc; n0 += MM_NR) {
             float Bp[MM_KC * MM_NR];  // Bp[k][j] = B(k0 + k, n0 + j)
             int nr = imin(MM_NR, Nc - n0), W = (nr + 15) / 16 * 16; // W: nr rounded up to whole vectors
+            const float *b = bias != NULL ? bias + n0 : NULL;           // the strip's columns of the bias
             for (int k = 0; k < kc; k++) {
                 const float *brow = B + (k0 + k) * sbk + n0 * sbj;
                 if (sbj == 1 && nr == MM_NR) { // a whole row of the strip, contiguous: copied a vector at a time
@@ -556,7 +558,6 @@ static void matmul_rows(float *Cm, size_t ldc, const float *A, size_t sai, size_
                     act[r] = gelu_act != NULL ? gelu_act + row * ldc + n0 : NULL;
                 }
                 int mr = imin(MM_MR, m0 + mc - i0);
-                const float *b = bias != NULL ? bias + n0 : NULL;
                 float *const *ap = gelu_act != NULL ? act : NULL;
                 switch (W) {
                     case 64: tile_product(c, ap, mr, nr, a, sak, Bp, kc, first, b, 64); break;
