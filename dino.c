@@ -699,6 +699,23 @@ void matmul_gelu_backward(float *dinp, float *dweight, float *dbias, const float
     linear_backward(dinp, C, dweight, dbias, dout, OC, inp, C, weight, N, C, OC, 0, &epi, rows);
 }
 
+// s (M, N) = a (M, K) b (N, K)^T with the rows of a and of b contiguous, lda and ldb floats
+// apart: the attention's scores q k^T, and dy v^T in its backward. matmul_serial takes the
+// columns up to the last multiple of 16; one or two columns past it (T = 65 or 17 tokens)
+// are a dot product per row each, as a strip of its own would be 16 columns wide for them.
+static void matmul_transposed_b(float *s, size_t lds, const float *a, size_t lda, const float *b, size_t ldb, int M, int N, int K) {
+    int N16 = N - N % 16 < N - 2 ? N : N - N % 16; // the columns for matmul_serial
+    matmul_serial(s, lds, a, lda, 1, b, 1, ldb, M, N16, K, 1);
+    for (int j = N16; j < N; j++)
+        for (int i = 0; i < M; i++) {
+            const float *ai = a + (size_t)i * lda, *bj = b + (size_t)j * ldb;
+            float dot = 0.0f;
+            #pragma omp simd simdlen(16) reduction(+ : dot)
+            for (int k = 0; k < K; k++) dot += ai[k] * bj[k];
+            s[(size_t)i * lds + j] = dot;
+        }
+}
+
 // Multi-head self-attention, no mask (every token sees every token). qkv holds for each
 // token [q (NH heads x hs), k (...), v (...)], the layout of the official reshape
 // (B, T, 3, NH, hs). att keeps the softmax probabilities: the backward pass needs them,
@@ -720,7 +737,7 @@ void attention_forward(float *out, float *att, const float *qkv, const int *img,
             const float *q = qkv + (size_t)r * T * 3 * D + h * hs, *k = q + D, *v = q + 2 * D;
             float *a = att + ((size_t)r * NH + h) * Tq * T, *o = out + (size_t)r * Tq * D + h * hs;
             // s = q k^T (Tq, T), then a = softmax(s * scale) row by row
-            matmul_serial(a, T, q, 3 * D, 1, k, 1, 3 * D, Tq, T, hs, 1);
+            matmul_transposed_b(a, T, q, 3 * D, k, 3 * D, Tq, T, hs);
             // (each step for every row before the next step: the rows' reductions then
             // overlap in the processor instead of waiting on each other, 3.9 -> 2.6 us per
             // 65 x 65; and one division per row, then products, as PyTorch's kernel does)
@@ -764,7 +781,7 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv, const 
             const float *a = att + ((size_t)r * NH + h) * Tq * T, *dy = dout + (size_t)r * Tq * D + h * hs;
             float ds[Tq * T];
             // out = a v  ->  da = dy v^T (kept in ds),  dv = a^T dy
-            matmul_serial(ds, T, dy, D, 1, v, 1, 3 * D, Tq, T, hs, 1);
+            matmul_transposed_b(ds, T, dy, D, v, 3 * D, Tq, T, hs);
             matmul_serial(dv, 3 * D, a, 1, T, dy, D, 1, T, hs, Tq, 1);
             // a = softmax(s * scale)  ->  ds = a (da - sum_t2 a da) * scale, row by row
             for (int t = 0; t < Tq; t++) {
@@ -1617,6 +1634,19 @@ void init_parameters(ParameterTensors *p, const size_t *sizes, const Config *c, 
 }
 
 // Allocates everything and initialises the student; the teacher starts as an exact copy.
+// The teacher keeps no activations for a backward pass, so it runs its 2B images in equal
+// chunks of at most TEACHER_ROWS tokens: a chunk's activations (about 40 MB at width 192)
+// stay in the processor's cache from one layer to the next instead of going out to memory
+// and back. The images are independent of each other (LayerNorm is per token), so the
+// features are the same numbers. In the benchmark's configuration, 2 chunks of 64 images:
+// the teacher's forward 143-145 -> 135-137 ms (mean of 15 calls).
+#define TEACHER_ROWS 4608
+static int teacher_chunk(const Config *c) {
+    int images = 2 * c->batch, T = 1 + (c->img_size / c->patch) * (c->img_size / c->patch), n = images;
+    while (n > 1 && (images % n != 0 || (size_t)n * T > TEACHER_ROWS)) n--;
+    return n;
+}
+
 void dino_build(Dino *d, const Config *cfg) {
     const char *err = config_error(cfg);
     if (err != NULL) die("bad config: %s", err);
@@ -1642,7 +1672,7 @@ void dino_build(Dino *d, const Config *cfg) {
     d->RT = 2 * B;
     backbone_acts_alloc(&d->s_global, c, 2 * B, c->img_size, 1);
     if (c->n_local > 0) backbone_acts_alloc(&d->s_local, c, c->n_local * B, c->local_size, 1);
-    backbone_acts_alloc(&d->t_global, c, 2 * B, c->img_size, 0);
+    backbone_acts_alloc(&d->t_global, c, teacher_chunk(c), c->img_size, 0);
     head_acts_alloc(&d->s_head, c, d->RS, 1);
     head_acts_alloc(&d->t_head, c, d->RT, 0);
     d->s_feat = (float *)mallocCheck((size_t)d->RS * D * sizeof(float));
@@ -1696,7 +1726,11 @@ void dino_free(Dino *d) {
 // The teacher sees only the 2 global crops (MultiCropWrapper on images[:2]).
 // globals is (2B, C, S, S), crop-major: all first global crops, then all second ones.
 void teacher_forward(Dino *d, const float *globals) {
-    backbone_forward(&d->t_global, &d->t, &d->cfg, globals, d->t_feat, NULL, 0);
+    const Config *c = &d->cfg;
+    int n = d->t_global.R; // images per chunk (teacher_chunk)
+    size_t image = (size_t)c->channels * c->img_size * c->img_size;
+    for (int i = 0; i < d->RT; i += n)
+        backbone_forward(&d->t_global, &d->t, c, globals + i * image, d->t_feat + (size_t)i * c->dim, NULL, 0);
     head_forward(&d->t_head, &d->t, &d->cfg, d->t_feat);
 }
 

@@ -660,17 +660,42 @@ static void test_blocked_products(Rng *r) {
     }
 }
 
+// The teacher runs its images in chunks (teacher_forward): the features are those of one
+// pass over all of them, bit for bit.
+static void test_teacher_chunks(void) {
+    Config c = reference_config();
+    c.batch = 144; // 288 images of 17 tokens: more than TEACHER_ROWS, so 2 chunks of 144
+    Dino d;
+    dino_build(&d, &c);
+    Rng r = { 5 };
+    float *globals = randn((size_t)d.RT * c.channels * c.img_size * c.img_size, &r, 1.0f), *feat = zeros((size_t)d.RT * c.dim);
+    teacher_forward(&d, globals);
+    BackboneActs all;
+    backbone_acts_alloc(&all, &c, d.RT, c.img_size, 0);
+    backbone_forward(&all, &d.t, &c, globals, feat, NULL, 0);
+    report(d.t_global.R == d.RT / 2 && memcmp(feat, d.t_feat, (size_t)d.RT * c.dim * sizeof(float)) == 0,
+           "the teacher in %d chunks of %d images gives the features of one pass over all of them, bit for bit",
+           d.RT / d.t_global.R, d.t_global.R);
+    backbone_acts_free(&all);
+    free(globals); free(feat);
+    dino_free(&d);
+}
+
 // attention
 typedef struct { float *out, *att, *qkv; int R, T, Tq, D, NH; } AttCtx;
 static void att_fwd(void *p) { AttCtx *c = p; attention_forward(c->out, c->att, c->qkv, NULL, c->R, c->T, c->Tq, c->D, c->NH); }
-static void test_fd_attention(Rng *r) {
-    int R = 2, T = 5, D = 6, NH = 2;
+// T = 5: the scores q k^T in one strip of matmul_serial; T = 17 and 18: a strip of 16 columns
+// and one or two columns of dot products (matmul_transposed_b)
+static void test_fd_attention(Rng *r, int T) {
+    int R = 2, D = 6, NH = 2;
+    char what[96];
     AttCtx c = { zeros(R * T * D), zeros(R * NH * T * T), randn(R * T * 3 * D, r, 1.0f), R, T, T, D, NH };
     float *w = randn(R * T * D, r, 1.0f), *dqkv = zeros(R * T * 3 * D);
     Objective o = { att_fwd, &c, c.out, (size_t)R * T * D, w };
     att_fwd(&c);
     attention_backward(dqkv, w, c.qkv, c.att, NULL, R, T, T, D, NH);
-    fd_check("attention d qkv", &o, c.qkv, dqkv, R * T * 3 * D);
+    snprintf(what, sizeof(what), "attention d qkv, T = %d", T);
+    fd_check(what, &o, c.qkv, dqkv, R * T * 3 * D);
     // the last block's attention: the CLS token the only query (Tq = 1). Its output and
     // probabilities are the CLS rows of the full attention, bit for bit; its backward is
     // checked against finite differences (the other tokens' q get no gradient)
@@ -683,11 +708,12 @@ static void test_fd_attention(Rng *r) {
         for (int h = 0; h < NH; h++)
             same = same && memcmp(c1.att + ((size_t)i * NH + h) * T, c.att + ((size_t)i * NH + h) * T * T, T * sizeof(float)) == 0;
     }
-    report(same, "attention with the CLS token as the only query gives the CLS rows of the full attention, bit for bit");
+    report(same, "attention with the CLS token as the only query gives the CLS rows of the full attention, bit for bit (T = %d)", T);
     float *w1 = randn(R * D, r, 1.0f), *dqkv1 = zeros(R * T * 3 * D);
     Objective o1 = { att_fwd, &c1, c1.out, (size_t)R * D, w1 };
     attention_backward(dqkv1, w1, c.qkv, c1.att, NULL, R, T, 1, D, NH);
-    fd_check("attention, CLS query only, d qkv", &o1, c.qkv, dqkv1, R * T * 3 * D);
+    snprintf(what, sizeof(what), "attention, CLS query only, d qkv, T = %d", T);
+    fd_check(what, &o1, c.qkv, dqkv1, R * T * 3 * D);
     free(c1.out); free(c1.att); free(w1); free(dqkv1);
     // every row of attention probabilities sums to 1
     double worst = 0.0;
@@ -696,7 +722,7 @@ static void test_fd_attention(Rng *r) {
         for (int j = 0; j < T; j++) s += c.att[i * T + j];
         worst = fmax(worst, fabs(s - 1.0));
     }
-    report(worst < 1e-6, "attention rows sum to 1 (worst |sum - 1| = %.1e)", worst);
+    report(worst < 1e-6, "attention rows sum to 1 (worst |sum - 1| = %.1e, T = %d)", worst, T);
     free(c.out); free(c.att); free(c.qkv); free(w); free(dqkv);
 }
 
@@ -2047,6 +2073,7 @@ int main(void) {
     test_step0_against_torch();
     test_drop_path_against_torch();
     test_drop_path_skips_dropped_branches();
+    test_teacher_chunks();
     test_training_steps_against_torch();
     printf("-- finite differences\n");
     Rng r = { 42 };
@@ -2054,7 +2081,9 @@ int main(void) {
     test_layernorm_chunks(&r);
     test_fd_matmul(&r);
     test_blocked_products(&r);
-    test_fd_attention(&r);
+    test_fd_attention(&r, 5);
+    test_fd_attention(&r, 17);
+    test_fd_attention(&r, 18);
     test_fd_gelu(&r);
     test_exp_and_gelu_accuracy();
     test_fd_residual(&r);
