@@ -442,6 +442,11 @@ typedef struct {
     const NormOut *norm; // EPI_RESIDUAL: then, if not NULL, the LayerNorm of each row of Cm once the row is complete
 } Epilogue;
 
+// A LayerNorm's output given by its input x (N, C), to be computed as it is read: row k is
+// (x_k - mean[k stride]) * rstd[k stride] * weight + bias (layernorm_row's operations). The
+// student does not keep its norms' outputs for the backward pass (backbone_forward).
+typedef struct { const float *mean, *rstd, *weight, *bias; size_t stride; } NormIn;
+
 // A product on the rows of some images only: images img[0 .. n-1] of T rows each, so M = n T
 // of the rows of A and Cm take part (NULL: all M rows). Drop path uses it to skip the images
 // whose branch it drops (backbone_forward).
@@ -524,7 +529,8 @@ static void apply_epilogue(const Epilogue *epi, float *Cm, size_t ldc, const Row
 // matmul_rows computes rows m0 .. m0+mc-1 of Cm (mc <= MM_MC) on the calling thread.
 static void matmul_rows(float *Cm, size_t ldc, const float *A, size_t sai, size_t sak,
                         const float *B, size_t sbk, size_t sbj, int M, int Nc, int K,
-                        int overwrite, const float *bias, float *rowsum, const Epilogue *epi, const Rows *rows, int m0, int mc) {
+                        int overwrite, const float *bias, float *rowsum, const Epilogue *epi, const Rows *rows, const NormIn *bnorm,
+                        int m0, int mc) {
     float rs[MM_MC];
     if (rowsum != NULL) memset(rs, 0, sizeof(rs));
     for (int k0 = 0; k0 < K; k0 += MM_KC) {
@@ -540,7 +546,11 @@ static void matmul_rows(float *Cm, size_t ldc, const float *A, size_t sai, size_
             const float *b = bias != NULL ? bias + n0 : NULL;           // the strip's columns of the bias
             for (int k = 0; k < kc; k++) {
                 const float *brow = B + (k0 + k) * sbk + n0 * sbj;
-                if (sbj == 1 && nr == MM_NR) { // a whole row of the strip, contiguous: copied a vector at a time
+                if (bnorm != NULL) { // (sbj = 1) B is the norm of B's rows, normed as they are copied
+                    float m = bnorm->mean[(k0 + k) * bnorm->stride], s = bnorm->rstd[(k0 + k) * bnorm->stride];
+                    const float *nw = bnorm->weight + n0, *nb = bnorm->bias + n0;
+                    for (int j = 0; j < nr; j++) Bp[k * MM_NR + j] = (brow[j] - m) * s * nw[j] + nb[j];
+                } else if (sbj == 1 && nr == MM_NR) { // a whole row of the strip, contiguous: copied a vector at a time
                     #pragma omp simd
                     for (int j = 0; j < MM_NR; j++) Bp[k * MM_NR + j] = brow[j];
                 } else
@@ -587,13 +597,14 @@ static void matmul_rows(float *Cm, size_t ldc, const float *A, size_t sai, size_
 static void matmul_serial(float *Cm, size_t ldc, const float *A, size_t sai, size_t sak,
                           const float *B, size_t sbk, size_t sbj, int M, int Nc, int K, int overwrite) {
     for (int m0 = 0; m0 < M; m0 += MM_MC)
-        matmul_rows(Cm, ldc, A, sai, sak, B, sbk, sbj, M, Nc, K, overwrite, NULL, NULL, NULL, NULL, m0, imin(MM_MC, M - m0));
+        matmul_rows(Cm, ldc, A, sai, sak, B, sbk, sbj, M, Nc, K, overwrite, NULL, NULL, NULL, NULL, NULL, m0, imin(MM_MC, M - m0));
 }
 
 // All of Cm (or its rows, see matmul_rows), the rows shared out among the threads in blocks of at most MM_MC.
 static void matmul_blocked(float *Cm, size_t ldc, const float *A, size_t sai, size_t sak,
                            const float *B, size_t sbk, size_t sbj, int M, int Nc, int K,
-                           int overwrite, const float *bias, float *rowsum, const Epilogue *epi, const Rows *rows) {
+                           int overwrite, const float *bias, float *rowsum, const Epilogue *epi, const Rows *rows,
+                           const NormIn *bnorm) {
     if (M <= 0) return; // no rows (drop path dropped every image's branch)
     int threads = 1;
 #ifdef _OPENMP
@@ -605,7 +616,7 @@ static void matmul_blocked(float *Cm, size_t ldc, const float *A, size_t sai, si
     int MC = ((M + units - 1) / units + MM_MR - 1) / MM_MR * MM_MR;
     #pragma omp parallel for schedule(dynamic, 1)
     for (int m0 = 0; m0 < M; m0 += MC)
-        matmul_rows(Cm, ldc, A, sai, sak, B, sbk, sbj, M, Nc, K, overwrite, bias, rowsum, epi, rows, m0, imin(MC, M - m0));
+        matmul_rows(Cm, ldc, A, sai, sak, B, sbk, sbj, M, Nc, K, overwrite, bias, rowsum, epi, rows, bnorm, m0, imin(MC, M - m0));
 }
 
 // out (cols, rows) = in (rows, cols) transposed, in 32 x 32 tiles that stay in cache; inside
@@ -640,7 +651,7 @@ static void linear_forward(float *out, size_t ldo, const float *inp, size_t ldi,
     }
     transpose(wt_scratch, weight, OC, C); // (C, OC)
     int M = rows != NULL ? rows->n * rows->T : N;
-    matmul_blocked(out, ldo, inp, ldi, 1, wt_scratch, OC, 1, M, OC, C, 1, bias, NULL, epi, rows);
+    matmul_blocked(out, ldo, inp, ldi, 1, wt_scratch, OC, 1, M, OC, C, 1, bias, NULL, epi, rows, NULL);
 }
 
 void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC) {
@@ -677,17 +688,18 @@ void matmul_residual_forward(float *out, const float *x, const float *scale, int
 // a frozen weight, neither). Rows are ldx, ldd and ldi floats apart in dinp, dout and inp
 // (as in linear_forward); add: dinp += instead of dinp =. rows: NULL, or the rows of dinp
 // that are computed (the others are not written); the weight's gradient sums all N rows.
+// inp_norm: NULL, or the layer's input is that LayerNorm of inp (NormIn).
 static void linear_backward(float *dinp, size_t ldx, float *dweight, float *dbias, const float *dout, size_t ldd,
                             const float *inp, size_t ldi, const float *weight, int N, int C, int OC, int add,
-                            const Epilogue *epi, const Rows *rows) {
+                            const Epilogue *epi, const Rows *rows, const NormIn *inp_norm) {
     int M = rows != NULL ? rows->n * rows->T : N;
-    if (dinp != NULL) matmul_blocked(dinp, ldx, dout, ldd, 1, weight, C, 1, M, C, OC, !add, NULL, NULL, epi, rows);
-    if (dweight != NULL) matmul_blocked(dweight, C, dout, 1, ldd, inp, ldi, 1, OC, C, N, 0, NULL, dbias, NULL, NULL);
+    if (dinp != NULL) matmul_blocked(dinp, ldx, dout, ldd, 1, weight, C, 1, M, C, OC, !add, NULL, NULL, epi, rows, NULL);
+    if (dweight != NULL) matmul_blocked(dweight, C, dout, 1, ldd, inp, ldi, 1, OC, C, N, 0, NULL, dbias, NULL, NULL, inp_norm);
 }
 
 void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                      const float *weight, int N, int C, int OC) {
-    linear_backward(dinp, C, dweight, dbias, dout, OC, inp, C, weight, N, C, OC, 0, NULL, NULL);
+    linear_backward(dinp, C, dweight, dbias, dout, OC, inp, C, weight, N, C, OC, 0, NULL, NULL, NULL);
 }
 
 // matmul_backward of a layer whose input was inp = gelu(h), and the GELU's backward, one
@@ -696,7 +708,7 @@ void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dou
 void matmul_gelu_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                           const float *dgelu, const float *weight, int N, int C, int OC, const Rows *rows) {
     Epilogue epi = { .kind = EPI_MUL, .x = dgelu };
-    linear_backward(dinp, C, dweight, dbias, dout, OC, inp, C, weight, N, C, OC, 0, &epi, rows);
+    linear_backward(dinp, C, dweight, dbias, dout, OC, inp, C, weight, N, C, OC, 0, &epi, rows, NULL);
 }
 
 // s (M, N) = a (M, K) b (N, K)^T with the rows of a and of b contiguous, lda and ldb floats
@@ -1254,12 +1266,13 @@ typedef struct {
     float *resize;    // (NP, NP_train) bicubic resize of the position table, NULL at the training resolution
     float *pos;       // (T, D)         position table for this resolution
     float *x0;        // (R, T, D)      tokens entering block 0
-    float *ln1, *ln1_mean, *ln1_rstd; // (L, R, T, D), (L, R, T), (L, R, T)
+    float *ln1, *ln1_mean, *ln1_rstd; // (R, T, D), (L, R, T), (L, R, T): norm1's output is not kept (one
+                                      // slot for every block), its backward needs only the statistics
     float *qkv;       // (L, R, T, 3D)
     float *att;       // (L, R, NH, T, T); the last block (R, NH, 1, T): the CLS query's row
     float *atty;      // (L, R, T, D)   attention output before the projection
     float *res2;      // (L, R, T, D)   residual stream after the attention branch
-    float *ln2, *ln2_mean, *ln2_rstd;
+    float *ln2, *ln2_mean, *ln2_rstd; // as ln1
     float *fch, *fch_gelu; // (L, R, T, H) fc1's output h (with keep_all: gelu'(h), see matmul_gelu_forward), gelu(h);
                            // without keep_all h is not kept: fch is fch_gelu, the GELU applied in place
     float *res3;      // (L, R, T, D)   residual stream after the MLP branch = block output
@@ -1282,14 +1295,14 @@ void backbone_acts_alloc(BackboneActs *a, const Config *c, int R, int S, int kee
     }
     a->pos = (float *)mallocCheck(a->T * D * sizeof(float));
     a->x0 = (float *)mallocCheck(RT * D * sizeof(float));
-    a->ln1 = (float *)mallocCheck(Ls * RT * D * sizeof(float));
+    a->ln1 = (float *)mallocCheck(RT * D * sizeof(float));
     a->ln1_mean = (float *)mallocCheck(Ls * RT * sizeof(float));
     a->ln1_rstd = (float *)mallocCheck(Ls * RT * sizeof(float));
     a->qkv = (float *)mallocCheck(Ls * RT * 3 * D * sizeof(float));
     a->att = (float *)mallocCheck(Ls * R * NH * a->T * a->T * sizeof(float));
     a->atty = (float *)mallocCheck(Ls * RT * D * sizeof(float));
     a->res2 = (float *)mallocCheck(Ls * RT * D * sizeof(float));
-    a->ln2 = (float *)mallocCheck(Ls * RT * D * sizeof(float));
+    a->ln2 = (float *)mallocCheck(RT * D * sizeof(float));
     a->ln2_mean = (float *)mallocCheck(Ls * RT * sizeof(float));
     a->ln2_rstd = (float *)mallocCheck(Ls * RT * sizeof(float));
     a->fch_gelu = (float *)mallocCheck(Ls * RT * H * sizeof(float));
@@ -1375,9 +1388,9 @@ void backbone_forward(BackboneActs *a, const ParameterTensors *p, const Config *
     for (int l = 0; l < c->depth; l++) {
         int s = a->keep_all ? l : 0; // activation slot
         const float *x = l == 0 ? a->x0 : a->res3 + (a->keep_all ? (size_t)(l - 1) : 0) * RT * D;
-        const float *ln1 = a->ln1 + s * RT * D;
+        const float *ln1 = a->ln1; // (the norms' outputs have one slot, see BackboneActs)
         float *qkv = a->qkv + s * RT * 3 * D, *att = a->att + (size_t)s * R * NH * T * T, *atty = a->atty + s * RT * D;
-        float *res2 = a->res2 + s * RT * D, *ln2 = a->ln2 + s * RT * D;
+        float *res2 = a->res2 + s * RT * D, *ln2 = a->ln2;
         float *ln2_mean = a->ln2_mean + s * RT, *ln2_rstd = a->ln2_rstd + s * RT;
         float *fch = a->fch + s * RT * H, *fch_gelu = a->fch_gelu + s * RT * H, *res3 = a->res3 + s * RT * D;
         const float *dp_attn = dp_scale != NULL ? dp_scale + (size_t)(2 * l) * dp_stride : NULL;
@@ -1419,7 +1432,7 @@ void backbone_forward(BackboneActs *a, const ParameterTensors *p, const Config *
         // on the CLS token only (the official code norms every token and then takes token 0;
         // the result and its gradient are the same): the last block's R rows, into feat
         size_t n1 = a->keep_all ? (size_t)(l + 1) : 0; // the next block's slot
-        NormOut norm_next = l + 1 < c->depth ? (NormOut){ a->ln1 + n1 * RT * D, a->ln1_mean + n1 * RT, a->ln1_rstd + n1 * RT,
+        NormOut norm_next = l + 1 < c->depth ? (NormOut){ a->ln1, a->ln1_mean + n1 * RT, a->ln1_rstd + n1 * RT,
                                                           p->ln1w + (l + 1) * D, p->ln1b + (l + 1) * D }
                                              : (NormOut){ feat, a->lnf_mean, a->lnf_rstd, p->lnfw, p->lnfb };
         matmul_residual_forward(res3, res2, dp_mlp, Tq, fch_gelu, p->fc2w + (size_t)l * D * H, p->fc2b + l * D, RQ, H, D,
@@ -1454,10 +1467,14 @@ void backbone_backward(ParameterTensors *g, BackwardScratch *w, const BackboneAc
     layernorm_backward(w->dcls, g->lnfw, g->lnfb, dfeat, xl, p->lnfw, a->lnf_mean, a->lnf_rstd, R, D, w->dbranch, dp_last, 1);
     for (int l = c->depth - 1; l >= 0; l--) {
         const float *x = l == 0 ? a->x0 : a->res3 + (size_t)(l - 1) * RT * D;
-        const float *ln1 = a->ln1 + l * RT * D, *ln1_mean = a->ln1_mean + l * RT, *ln1_rstd = a->ln1_rstd + l * RT;
+        const float *ln1_mean = a->ln1_mean + l * RT, *ln1_rstd = a->ln1_rstd + l * RT;
         const float *qkv = a->qkv + l * RT * 3 * D, *att = a->att + (size_t)l * R * NH * T * T, *atty = a->atty + l * RT * D;
-        const float *res2 = a->res2 + l * RT * D, *ln2 = a->ln2 + l * RT * D;
+        const float *res2 = a->res2 + l * RT * D;
         const float *ln2_mean = a->ln2_mean + l * RT, *ln2_rstd = a->ln2_rstd + l * RT;
+        // the inputs of qkv and fc1, norm1(x) and norm2(res2), were not kept: the weight
+        // gradients' products compute them from x and res2 as they read them
+        NormIn norm1 = { ln1_mean, ln1_rstd, p->ln1w + l * D, p->ln1b + l * D, 1 };
+        NormIn norm2 = { ln2_mean, ln2_rstd, p->ln2w + l * D, p->ln2b + l * D, 1 };
         const float *dgelu = a->fch + l * RT * H, *fch_gelu = a->fch_gelu + l * RT * H; // fch holds gelu'(h)
         const float *dp_attn = dp_scale != NULL ? dp_scale + (size_t)(2 * l) * dp_stride : NULL;
         const float *dp_mlp = dp_scale != NULL ? dp_scale + (size_t)(2 * l + 1) * dp_stride : NULL;
@@ -1474,8 +1491,8 @@ void backbone_backward(ParameterTensors *g, BackwardScratch *w, const BackboneAc
         matmul_gelu_backward(w->dfch, g->fc2w + (size_t)l * D * H, g->fc2b + l * D, w->dbranch, fch_gelu, dgelu,
                              p->fc2w + (size_t)l * D * H, RQ, H, D, kept);
         if (kept != NULL) dropped_rows_zero(w->dfch, dp_mlp, R, T, H);
-        linear_backward(w->dln, D, g->fc1w + (size_t)l * H * D, g->fc1b + l * H, w->dfch, H, ln2, D, p->fc1w + (size_t)l * H * D,
-                        RQ, D, H, 0, NULL, kept);
+        linear_backward(w->dln, D, g->fc1w + (size_t)l * H * D, g->fc1b + l * H, w->dfch, H, res2, D, p->fc1w + (size_t)l * H * D,
+                        RQ, D, H, 0, NULL, kept, &norm2);
         if (kept != NULL) dropped_rows_zero(w->dln, dp_mlp, R, T, D);
         layernorm_backward(dres, g->ln2w + l * D, g->ln2b + l * D, w->dln, res2, p->ln2w + l * D, ln2_mean, ln2_rstd, RQ, D,
                            w->dbranch, dp_attn, Tq);
@@ -1483,7 +1500,7 @@ void backbone_backward(ParameterTensors *g, BackwardScratch *w, const BackboneAc
         // w->dbranch holds the attention branch's gradient; w->dln gets d atty, then d ln1
         kept = Tq == T ? kept_rows(&rows, a->kept, dp_attn, R, T) : NULL;
         linear_backward(w->dln, D, g->projw + (size_t)l * D * D, g->projb + l * D, w->dbranch, D, atty, D,
-                        p->projw + (size_t)l * D * D, RQ, D, D, 0, NULL, kept);
+                        p->projw + (size_t)l * D * D, RQ, D, D, 0, NULL, kept, NULL);
         attention_backward(w->dqkv, w->dln, qkv, att, kept ? kept->img : NULL, kept ? kept->n : R, T, Tq, D, NH);
         if (kept != NULL) dropped_rows_zero(w->dqkv, dp_attn, R, T, 3 * D);
         if (Tq == 1) { // from here every token has a gradient: the CLS rows', 0 for the others so far
@@ -1493,12 +1510,14 @@ void backbone_backward(ParameterTensors *g, BackwardScratch *w, const BackboneAc
         float *gqkvw = g->qkvw + (size_t)l * 3 * D * D, *gqkvb = g->qkvb + l * 3 * D;
         const float *qkvw = p->qkvw + (size_t)l * 3 * D * D;
         if (Tq == T) {
-            linear_backward(w->dln, D, gqkvw, gqkvb, w->dqkv, 3 * D, ln1, D, qkvw, RT, D, 3 * D, 0, NULL, kept);
+            linear_backward(w->dln, D, gqkvw, gqkvb, w->dqkv, 3 * D, x, D, qkvw, RT, D, 3 * D, 0, NULL, kept, &norm1);
             if (kept != NULL) dropped_rows_zero(w->dln, dp_attn, R, T, D);
         } else { // as the forward: k and v of every token, then q of the CLS tokens added to their rows
-            linear_backward(w->dln, D, gqkvw + (size_t)D * D, gqkvb + D, w->dqkv + D, 3 * D, ln1, D,
-                            qkvw + (size_t)D * D, RT, D, 2 * D, 0, NULL, NULL);
-            linear_backward(w->dln, TD, gqkvw, gqkvb, w->dqkv, TD * 3, ln1, TD, qkvw, R, D, D, 1, NULL, NULL);
+            linear_backward(w->dln, D, gqkvw + (size_t)D * D, gqkvb + D, w->dqkv + D, 3 * D, x, D,
+                            qkvw + (size_t)D * D, RT, D, 2 * D, 0, NULL, NULL, &norm1);
+            NormIn norm1_cls = norm1; // the CLS rows, T rows apart
+            norm1_cls.stride = T;
+            linear_backward(w->dln, TD, gqkvw, gqkvb, w->dqkv, TD * 3, x, TD, qkvw, R, D, D, 1, NULL, NULL, &norm1_cls);
         }
         // and below it block l-1's MLP branch, whose gradient this norm's backward writes
         layernorm_backward(w->dres, g->ln1w + l * D, g->ln1b + l * D, w->dln, x, p->ln1w + l * D, ln1_mean, ln1_rstd, RT, D,
@@ -2755,7 +2774,7 @@ void knn_classify(float *top1, float *top5, const int *ks, int nk, const float *
     for (int start = 0; start < ntest; start += chunk) {
         int rows = ntest - start < chunk ? ntest - start : chunk;
         // cosines: sims (rows, ntrain) = test rows (rows, D) @ train_t (D, ntrain)
-        matmul_blocked(sims, ntrain, test + (size_t)start * D, D, 1, train_t, ntrain, 1, rows, ntrain, D, 1, NULL, NULL, NULL, NULL);
+        matmul_blocked(sims, ntrain, test + (size_t)start * D, D, 1, train_t, ntrain, 1, rows, ntrain, D, 1, NULL, NULL, NULL, NULL, NULL);
         int h1[rows][nk], h5[rows][nk]; // per test row, summed below in a fixed order
         #pragma omp parallel for
         for (int r = 0; r < rows; r++) {

@@ -558,6 +558,30 @@ static void test_fd_matmul(Rng *r) {
 // against float64 sums; then the same with 1 thread and with several (bit-identical), and the
 // fused layers (GELU, its backward, the residual add, the norm after it) bit-identical to the
 // unfused ones.
+// The student does not keep its norms' outputs: qkv's and fc1's weight gradients read the
+// norms' inputs and norm them as the product packs them (NormIn). The same bits as the
+// product on the kept output, for every row and for the CLS rows (T rows apart).
+static void test_weight_gradient_from_norm_input(Rng *r) {
+    int N = 300, C = 70, OC = 33, T = 5, R = N / T; // C: a strip of 64 columns and one of 6
+    float *x = randn((size_t)N * C, r, 1.0f), *lw = randn(C, r, 1.0f), *lb = randn(C, r, 1.0f), *w = randn((size_t)OC * C, r, 1.0f);
+    float *y = zeros((size_t)N * C), *mean = zeros(N), *rstd = zeros(N), *dy = randn((size_t)N * OC, r, 1.0f);
+    float *dw1 = zeros((size_t)OC * C), *db1 = zeros(OC), *dw2 = zeros((size_t)OC * C), *db2 = zeros(OC);
+    layernorm_forward(y, mean, rstd, x, lw, lb, N, C);
+    NormIn norm = { mean, rstd, lw, lb, 1 };
+    linear_backward(NULL, C, dw1, db1, dy, OC, y, C, w, N, C, OC, 0, NULL, NULL, NULL);
+    linear_backward(NULL, C, dw2, db2, dy, OC, x, C, w, N, C, OC, 0, NULL, NULL, &norm);
+    int same = memcmp(dw1, dw2, (size_t)OC * C * 4) == 0 && memcmp(db1, db2, OC * 4) == 0;
+    memset(dw1, 0, (size_t)OC * C * 4); memset(dw2, 0, (size_t)OC * C * 4);
+    NormIn norm_cls = { mean, rstd, lw, lb, T };
+    linear_backward(NULL, C, dw1, db1, dy, OC, y, (size_t)T * C, w, R, C, OC, 0, NULL, NULL, NULL);
+    linear_backward(NULL, C, dw2, db2, dy, OC, x, (size_t)T * C, w, R, C, OC, 0, NULL, NULL, &norm_cls);
+    int same_cls = memcmp(dw1, dw2, (size_t)OC * C * 4) == 0;
+    report(same && same_cls, "weight gradient of a layer after a norm, from the norm's input: the bits of the one from its "
+           "output (%d rows; the CLS rows, %d apart)", N, T);
+    float *bufs[] = { x, lw, lb, w, y, mean, rstd, dy, dw1, db1, dw2, db2 };
+    for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) free(bufs[i]);
+}
+
 static void test_blocked_products(Rng *r) {
     int shapes[][3] = { { 7, 5, 3 }, { 65, 64, 65 }, { 131, 300, 17 }, { 1100, 600, 130 }, { 13, 1030, 64 } }; // N, C, OC
     for (int s = 0; s < 5; s++) {
@@ -2081,6 +2105,7 @@ int main(void) {
     test_layernorm_chunks(&r);
     test_fd_matmul(&r);
     test_blocked_products(&r);
+    test_weight_gradient_from_norm_input(&r);
     test_fd_attention(&r, 5);
     test_fd_attention(&r, 17);
     test_fd_attention(&r, 18);
