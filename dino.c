@@ -1314,10 +1314,10 @@ void backbone_acts_alloc(BackboneActs *a, const Config *c, int R, int S, int kee
     a->kept = (int *)mallocCheck(R * sizeof(int));
     // The rows of an image whose branch drop path drops are not written (backbone_forward),
     // and the weight gradients multiply atty's and fch_gelu's rows by its zero gradient rows:
-    // they must be finite, so they start as zeros in the blocks that can drop (all but the last).
+    // they must be finite, so they start as zeros (the last block's slot: its R CLS rows).
     if (keep_all) {
-        memset(a->atty, 0, (Ls - 1) * RT * D * sizeof(float));
-        memset(a->fch_gelu, 0, (Ls - 1) * RT * H * sizeof(float));
+        memset(a->atty, 0, ((Ls - 1) * RT + R) * D * sizeof(float));
+        memset(a->fch_gelu, 0, ((Ls - 1) * RT + R) * H * sizeof(float));
     }
 }
 
@@ -1411,22 +1411,22 @@ void backbone_forward(BackboneActs *a, const ParameterTensors *p, const Config *
             xq = a->x_cls;
         }
         // x = x + drop_path(attn(norm1(x))), norm1(x) in ln1 already; the branch on the images
-        // drop path keeps (all: kept = NULL; the last block computes every image)
-        Rows rows;
-        const Rows *kept = Tq == T ? kept_rows(&rows, a->kept, dp_attn, R, T) : NULL;
+        // drop path keeps (all: kept = NULL): their T rows, and their Tq query rows
+        Rows rows, rows_q;
+        const Rows *kept = kept_rows(&rows, a->kept, dp_attn, R, T), *kept_q = kept_rows(&rows_q, a->kept, dp_attn, R, Tq);
         const float *qkvw = p->qkvw + (size_t)l * 3 * D * D, *qkvb = p->qkvb + l * 3 * D;
         if (Tq == T) linear_forward(qkv, 3 * D, ln1, D, qkvw, qkvb, RT, D, 3 * D, NULL, kept);
         else { // k and v of every token (weight rows D..3D), q of the CLS tokens only (rows T apart)
-            linear_forward(qkv + D, 3 * D, ln1, D, qkvw + (size_t)D * D, qkvb + D, RT, D, 2 * D, NULL, NULL);
-            linear_forward(qkv, TD * 3, ln1, TD, qkvw, qkvb, R, D, D, NULL, NULL);
+            linear_forward(qkv + D, 3 * D, ln1, D, qkvw + (size_t)D * D, qkvb + D, RT, D, 2 * D, NULL, kept);
+            linear_forward(qkv, TD * 3, ln1, TD, qkvw, qkvb, R, D, D, NULL, kept_q);
         }
         attention_forward(atty, att, qkv, kept ? kept->img : NULL, kept ? kept->n : R, T, Tq, D, NH);
         NormOut norm2 = { ln2, ln2_mean, ln2_rstd, p->ln2w + l * D, p->ln2b + l * D };
         matmul_residual_forward(res2, xq, dp_attn, Tq, atty, p->projw + (size_t)l * D * D, p->projb + l * D, RQ, D, D, &norm2,
-                                kept);
-        if (kept != NULL) dropped_rows_forward(res2, xq, &norm2, dp_attn, R, T, D);
-        // x = x + drop_path(mlp(norm2(x)))
-        kept = Tq == T ? kept_rows(&rows, a->kept, dp_mlp, R, T) : NULL;
+                                kept_q);
+        if (kept != NULL) dropped_rows_forward(res2, xq, &norm2, dp_attn, R, Tq, D);
+        // x = x + drop_path(mlp(norm2(x))), on the query rows only
+        kept = kept_rows(&rows, a->kept, dp_mlp, R, Tq);
         matmul_gelu_forward(fch, fch_gelu, ln2, p->fc1w + (size_t)l * H * D, p->fc1b + l * H, RQ, D, H, a->keep_all, kept);
         // then the next block's norm1 (into its slot); after the last block the final norm,
         // on the CLS token only (the official code norms every token and then takes token 0;
@@ -1437,7 +1437,7 @@ void backbone_forward(BackboneActs *a, const ParameterTensors *p, const Config *
                                              : (NormOut){ feat, a->lnf_mean, a->lnf_rstd, p->lnfw, p->lnfb };
         matmul_residual_forward(res3, res2, dp_mlp, Tq, fch_gelu, p->fc2w + (size_t)l * D * H, p->fc2b + l * D, RQ, H, D,
                                 &norm_next, kept);
-        if (kept != NULL) dropped_rows_forward(res3, res2, &norm_next, dp_mlp, R, T, D);
+        if (kept != NULL) dropped_rows_forward(res3, res2, &norm_next, dp_mlp, R, Tq, D);
     }
 }
 
@@ -1486,21 +1486,22 @@ void backbone_backward(ParameterTensors *g, BackwardScratch *w, const BackboneAc
         // res3 = res2 + drop_path(fc2(gelu(fc1(norm2(res2))))); dres carries on as dres2,
         // w->dbranch holds the MLP branch's gradient (zero rows for the images drop path
         // dropped: the input gradients skip them, and their rows of dfch and dln are zeros)
-        Rows rows;
-        const Rows *kept = Tq == T ? kept_rows(&rows, a->kept, dp_mlp, R, T) : NULL;
+        Rows rows, rows_q;
+        const Rows *kept = kept_rows(&rows, a->kept, dp_mlp, R, Tq);
         matmul_gelu_backward(w->dfch, g->fc2w + (size_t)l * D * H, g->fc2b + l * D, w->dbranch, fch_gelu, dgelu,
                              p->fc2w + (size_t)l * D * H, RQ, H, D, kept);
-        if (kept != NULL) dropped_rows_zero(w->dfch, dp_mlp, R, T, H);
+        if (kept != NULL) dropped_rows_zero(w->dfch, dp_mlp, R, Tq, H);
         linear_backward(w->dln, D, g->fc1w + (size_t)l * H * D, g->fc1b + l * H, w->dfch, H, res2, D, p->fc1w + (size_t)l * H * D,
                         RQ, D, H, 0, NULL, kept, &norm2);
-        if (kept != NULL) dropped_rows_zero(w->dln, dp_mlp, R, T, D);
+        if (kept != NULL) dropped_rows_zero(w->dln, dp_mlp, R, Tq, D);
         layernorm_backward(dres, g->ln2w + l * D, g->ln2b + l * D, w->dln, res2, p->ln2w + l * D, ln2_mean, ln2_rstd, RQ, D,
                            w->dbranch, dp_attn, Tq);
         // res2 = x + drop_path(proj(attention(qkv(norm1(x))))); dres carries on as dx,
         // w->dbranch holds the attention branch's gradient; w->dln gets d atty, then d ln1
-        kept = Tq == T ? kept_rows(&rows, a->kept, dp_attn, R, T) : NULL;
+        kept = kept_rows(&rows, a->kept, dp_attn, R, T);
+        const Rows *kept_q = kept_rows(&rows_q, a->kept, dp_attn, R, Tq);
         linear_backward(w->dln, D, g->projw + (size_t)l * D * D, g->projb + l * D, w->dbranch, D, atty, D,
-                        p->projw + (size_t)l * D * D, RQ, D, D, 0, NULL, kept, NULL);
+                        p->projw + (size_t)l * D * D, RQ, D, D, 0, NULL, kept_q, NULL);
         attention_backward(w->dqkv, w->dln, qkv, att, kept ? kept->img : NULL, kept ? kept->n : R, T, Tq, D, NH);
         if (kept != NULL) dropped_rows_zero(w->dqkv, dp_attn, R, T, 3 * D);
         if (Tq == 1) { // from here every token has a gradient: the CLS rows', 0 for the others so far
@@ -1509,16 +1510,16 @@ void backbone_backward(ParameterTensors *g, BackwardScratch *w, const BackboneAc
         }
         float *gqkvw = g->qkvw + (size_t)l * 3 * D * D, *gqkvb = g->qkvb + l * 3 * D;
         const float *qkvw = p->qkvw + (size_t)l * 3 * D * D;
-        if (Tq == T) {
+        if (Tq == T)
             linear_backward(w->dln, D, gqkvw, gqkvb, w->dqkv, 3 * D, x, D, qkvw, RT, D, 3 * D, 0, NULL, kept, &norm1);
-            if (kept != NULL) dropped_rows_zero(w->dln, dp_attn, R, T, D);
-        } else { // as the forward: k and v of every token, then q of the CLS tokens added to their rows
+        else { // as the forward: k and v of every token, then q of the CLS tokens added to their rows
             linear_backward(w->dln, D, gqkvw + (size_t)D * D, gqkvb + D, w->dqkv + D, 3 * D, x, D,
-                            qkvw + (size_t)D * D, RT, D, 2 * D, 0, NULL, NULL, &norm1);
+                            qkvw + (size_t)D * D, RT, D, 2 * D, 0, NULL, kept, &norm1);
             NormIn norm1_cls = norm1; // the CLS rows, T rows apart
             norm1_cls.stride = T;
-            linear_backward(w->dln, TD, gqkvw, gqkvb, w->dqkv, TD * 3, x, TD, qkvw, R, D, D, 1, NULL, NULL, &norm1_cls);
+            linear_backward(w->dln, TD, gqkvw, gqkvb, w->dqkv, TD * 3, x, TD, qkvw, R, D, D, 1, NULL, kept_q, &norm1_cls);
         }
+        if (kept != NULL) dropped_rows_zero(w->dln, dp_attn, R, T, D);
         // and below it block l-1's MLP branch, whose gradient this norm's backward writes
         layernorm_backward(w->dres, g->ln1w + l * D, g->ln1b + l * D, w->dln, x, p->ln1w + l * D, ln1_mean, ln1_rstd, RT, D,
                            l > 0 ? w->dbranch : NULL, dp_prev, T);
@@ -3972,10 +3973,13 @@ static double step_flops(const Config *c, int executed, int last_frozen) {
         fwd[g] = embed + (c->depth - 1) * block + last;
         bwd[g] = embed + 2 * ((c->depth - 1) * block + last);
         // a dropped attention branch: forward, input gradients of qkv and proj, attention's
-        // backward (twice its forward); a dropped MLP: forward and input gradients
+        // backward (twice its forward); a dropped MLP: forward and input gradients. In the
+        // last block: k and v of every token, the CLS rows' q, attention row, proj and MLP.
         double attn = qkv + T * 2 * D * D, att = T * c->heads * 4 * T * hs, mlp = T * 4 * D * H;
-        for (int l = 0; executed && l < c->depth - 1; l++)
-            dropped[g] += drop_path_rate(c, l) * (2 * attn + 3 * att + 2 * mlp);
+        double attn_last = 2 * T * D * 2 * D + 4 * D * D, att_last = c->heads * 4 * T * hs, mlp_last = 4 * D * H;
+        for (int l = 0; executed && l < c->depth; l++)
+            dropped[g] += drop_path_rate(c, l) * (l < c->depth - 1 ? 2 * attn + 3 * att + 2 * mlp
+                                                                   : 2 * attn_last + 3 * att_last + 2 * mlp_last);
     }
     double HH = c->head_hidden, BN = c->bottleneck, K = c->out_dim, head = 2 * (D * HH + HH * HH + HH * BN + BN * K);
     double head_bwd = 2 * head - (executed && last_frozen ? 2 * BN * K : 0);

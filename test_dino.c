@@ -296,7 +296,7 @@ static void test_drop_path_against_torch(void) {
 static void test_drop_path_skips_dropped_branches(void) {
     Config c = reference_config();
     c.drop_path = 0.2f;
-    c.depth = 3; // block 1 is not the last (which computes the CLS rows only, and every image)
+    c.depth = 3; // block 1 is not the last (which computes the CLS rows only)
     Dino d;
     dino_build(&d, &c);
     const float *globals = ref("step0.global")->data, *locals = ref("step0.local")->data;
@@ -332,13 +332,14 @@ static void test_drop_path_skips_dropped_branches(void) {
     // of everything they are added to), which must give the same logits and gradients.
     float *logits0 = (float *)mallocCheck((size_t)d.RS * c.out_dim * sizeof(float)), *grads0 = (float *)mallocCheck(d.num_params * sizeof(float));
     for (int r = 0; r < d.RS; r++) d.dp_scale[(size_t)(2 * 1) * d.RS + r] = r % 3 == 0 ? 0.0f : 1.0f / (1.0f - drop_path_rate(&c, 1));
+    for (int r = 0; r < d.RS; r++) { // and in the last block, which computes the CLS rows only
+        if (r % 4 == 1) d.dp_scale[(size_t)(2 * (L - 1)) * d.RS + r] = 0.0f;
+        if (r % 5 == 2) d.dp_scale[(size_t)(2 * (L - 1) + 1) * d.RS + r] = 0.0f;
+    }
     for (int pass = 0; pass < 2; pass++) {
         if (pass == 1) // the same drops as computed branches
-            for (int r = 0; r < d.RS; r++) {
-                float *sc = &d.dp_scale[(size_t)(2 * 1) * d.RS + r], *sm = &d.dp_scale[(size_t)(2 * 1 + 1) * d.RS + r];
-                if (*sc == 0.0f) *sc = 1e-30f;
-                if (*sm == 0.0f) *sm = 1e-30f;
-            }
+            for (size_t i = 0; i < (size_t)L * 2 * d.RS; i++)
+                if (d.dp_scale[i] == 0.0f) d.dp_scale[i] = 1e-30f;
         student_forward(&d, globals, locals, 1);
         dino_loss_forward(d.ps, d.pt, d.lse, NULL, NULL, d.s_head.logits, d.t_head.logits, d.center, c.student_temp,
                           d.teacher_temp, c.batch, 2 + c.n_local, c.out_dim);
