@@ -1615,7 +1615,9 @@ typedef struct {
     Rng rng;                            // drop path masks
     // activations
     int RS, RT;                         // student rows (all crops x B), teacher rows (2 x B)
-    BackboneActs s_global, s_local, t_global;
+    BackboneActs t_global;              // the teacher's pass, a chunk of its images at a time (chunk_images)
+    BackboneActs *s_chunks;             // the student's passes in chunks of images, the global crops' then the local crops'
+    int n_chunks;
     HeadActs s_head, t_head;
     float *s_feat, *t_feat;             // (RS, D), (RT, D) backbone outputs, crop-major
     float *ps, *pt, *lse;               // (RS, K), (RT, K), (RS): loss probabilities
@@ -1654,16 +1656,19 @@ void init_parameters(ParameterTensors *p, const size_t *sizes, const Config *c, 
 }
 
 // Allocates everything and initialises the student; the teacher starts as an exact copy.
-// The teacher keeps no activations for a backward pass, so it runs its 2B images in equal
-// chunks of at most TEACHER_ROWS tokens: a chunk's activations (about 40 MB at width 192)
+// Both networks run their passes in equal chunks of images, at most chunk_rows tokens each:
+// a chunk's activations and the backward pass's gradient buffers (about 40 MB at width 192)
 // stay in the processor's cache from one layer to the next instead of going out to memory
 // and back. The images are independent of each other (LayerNorm is per token), so the
-// features are the same numbers. In the benchmark's configuration, 2 chunks of 64 images:
-// the teacher's forward 143-145 -> 135-137 ms (mean of 15 calls).
-#define TEACHER_ROWS 4608
-static int teacher_chunk(const Config *c) {
-    int images = 2 * c->batch, T = 1 + (c->img_size / c->patch) * (c->img_size / c->patch), n = images;
-    while (n > 1 && (images % n != 0 || (size_t)n * T > TEACHER_ROWS)) n--;
+// features are the same numbers; the weight gradients add up the chunks' sums one after the
+// other (a fixed order, whatever the number of threads). In the benchmark's configuration,
+// the teacher's 128 images and the student's 128 global crops in 2 chunks of 64, the
+// student's 384 local crops in 2 of 192.
+static int chunk_rows = 4608; // (the tests lower it)
+// The images per chunk of a pass of R images of T tokens: the most that divides R and fits.
+static int chunk_images(int R, int T) {
+    int n = R;
+    while (n > 1 && (R % n != 0 || (size_t)n * T > (size_t)chunk_rows)) n--;
     return n;
 }
 
@@ -1690,9 +1695,14 @@ void dino_build(Dino *d, const Config *cfg) {
     int B = c->batch, D = c->dim, K = c->out_dim;
     d->RS = (2 + c->n_local) * B;
     d->RT = 2 * B;
-    backbone_acts_alloc(&d->s_global, c, 2 * B, c->img_size, 1);
-    if (c->n_local > 0) backbone_acts_alloc(&d->s_local, c, c->n_local * B, c->local_size, 1);
-    backbone_acts_alloc(&d->t_global, c, teacher_chunk(c), c->img_size, 0);
+    int Tg = 1 + (c->img_size / c->patch) * (c->img_size / c->patch), Tl = 1 + (c->local_size / c->patch) * (c->local_size / c->patch);
+    int ng = chunk_images(2 * B, Tg), nl = c->n_local > 0 ? chunk_images(c->n_local * B, Tl) : 1;
+    d->n_chunks = 2 * B / ng + c->n_local * B / nl;
+    d->s_chunks = (BackboneActs *)mallocCheck(d->n_chunks * sizeof(BackboneActs));
+    for (int i = 0; i < d->n_chunks; i++)
+        if (i < 2 * B / ng) backbone_acts_alloc(&d->s_chunks[i], c, ng, c->img_size, 1);
+        else backbone_acts_alloc(&d->s_chunks[i], c, nl, c->local_size, 1);
+    backbone_acts_alloc(&d->t_global, c, ng, c->img_size, 0);
     head_acts_alloc(&d->s_head, c, d->RS, 1);
     head_acts_alloc(&d->t_head, c, d->RT, 0);
     d->s_feat = (float *)mallocCheck((size_t)d->RS * D * sizeof(float));
@@ -1703,10 +1713,13 @@ void dino_build(Dino *d, const Config *cfg) {
     d->dlogits = (float *)mallocCheck((size_t)d->RS * K * sizeof(float));
     d->dfeat = (float *)mallocCheck((size_t)d->RS * D * sizeof(float));
     d->dp_scale = (float *)mallocCheck((size_t)c->depth * 2 * d->RS * sizeof(float));
-    // backward scratch, sized for the larger of the two student passes
-    size_t RTmax = (size_t)d->s_global.R * d->s_global.T;
-    if (c->n_local > 0 && (size_t)d->s_local.R * d->s_local.T > RTmax) RTmax = (size_t)d->s_local.R * d->s_local.T;
-    size_t H = (size_t)c->mlp_ratio * D, Tmax = d->s_global.T > d->s_local.T ? d->s_global.T : d->s_local.T;
+    // backward scratch, sized for the largest chunk of the student's passes
+    size_t RTmax = 0, Tmax = 0, H = (size_t)c->mlp_ratio * D;
+    for (int i = 0; i < d->n_chunks; i++) {
+        const BackboneActs *a = &d->s_chunks[i];
+        if ((size_t)a->R * a->T > RTmax) RTmax = (size_t)a->R * a->T;
+        if ((size_t)a->T > Tmax) Tmax = a->T;
+    }
     d->bw.dres = (float *)mallocCheck(RTmax * D * sizeof(float));
     d->bw.dbranch = (float *)mallocCheck(RTmax * D * sizeof(float));
     d->bw.dln = (float *)mallocCheck(RTmax * D * sizeof(float));
@@ -1732,8 +1745,8 @@ void dino_build(Dino *d, const Config *cfg) {
 
 void dino_free(Dino *d) {
     free(d->params); free(d->grads); free(d->teacher); free(d->adam_m); free(d->adam_v); free(d->center);
-    backbone_acts_free(&d->s_global);
-    if (d->cfg.n_local > 0) backbone_acts_free(&d->s_local);
+    for (int i = 0; i < d->n_chunks; i++) backbone_acts_free(&d->s_chunks[i]);
+    free(d->s_chunks);
     backbone_acts_free(&d->t_global);
     head_acts_free(&d->s_head); head_acts_free(&d->t_head);
     free(d->s_feat); free(d->t_feat); free(d->ps); free(d->pt); free(d->lse); free(d->dlogits); free(d->dfeat);
@@ -1747,7 +1760,7 @@ void dino_free(Dino *d) {
 // globals is (2B, C, S, S), crop-major: all first global crops, then all second ones.
 void teacher_forward(Dino *d, const float *globals) {
     const Config *c = &d->cfg;
-    int n = d->t_global.R; // images per chunk (teacher_chunk)
+    int n = d->t_global.R; // images per chunk (chunk_images)
     size_t image = (size_t)c->channels * c->img_size * c->img_size;
     for (int i = 0; i < d->RT; i += n)
         backbone_forward(&d->t_global, &d->t, c, globals + i * image, d->t_feat + (size_t)i * c->dim, NULL, 0);
@@ -1755,14 +1768,16 @@ void teacher_forward(Dino *d, const float *globals) {
 }
 
 // The student sees every crop. The backbone runs once per resolution (globals, then
-// locals), the head once on all rows: MultiCropWrapper. locals is (NL*B, C, s, s).
-// With drop_path, d->dp_scale holds this step's scales.
+// locals; each in chunks of images), the head once on all rows: MultiCropWrapper. locals
+// is (NL*B, C, s, s). With drop_path, d->dp_scale holds this step's scales.
 void student_forward(Dino *d, const float *globals, const float *locals, int drop_path) {
     const Config *c = &d->cfg;
     const float *dp = drop_path ? d->dp_scale : NULL;
-    backbone_forward(&d->s_global, &d->p, c, globals, d->s_feat, dp, d->RS);
-    if (c->n_local > 0)
-        backbone_forward(&d->s_local, &d->p, c, locals, d->s_feat + (size_t)d->RT * c->dim, dp ? dp + d->RT : NULL, d->RS);
+    size_t global = (size_t)c->channels * c->img_size * c->img_size, local = (size_t)c->channels * c->local_size * c->local_size;
+    for (int i = 0, first = 0; i < d->n_chunks; first += d->s_chunks[i].R, i++) { // first: the chunk's first row of s_feat
+        const float *imgs = first < d->RT ? globals + first * global : locals + (first - d->RT) * local;
+        backbone_forward(&d->s_chunks[i], &d->p, c, imgs, d->s_feat + (size_t)first * c->dim, dp ? dp + first : NULL, d->RS);
+    }
     head_forward(&d->s_head, &d->p, c, d->s_feat);
 }
 
@@ -1772,9 +1787,9 @@ void student_backward(Dino *d, int drop_path, int last_frozen) {
     const Config *c = &d->cfg;
     const float *dp = drop_path ? d->dp_scale : NULL;
     head_backward(&d->g, d->dfeat, &d->hw, &d->s_head, &d->p, c, d->s_feat, d->dlogits, last_frozen);
-    backbone_backward(&d->g, &d->bw, &d->s_global, &d->p, c, d->dfeat, dp, d->RS);
-    if (c->n_local > 0)
-        backbone_backward(&d->g, &d->bw, &d->s_local, &d->p, c, d->dfeat + (size_t)d->RT * c->dim, dp ? dp + d->RT : NULL, d->RS);
+    for (int i = 0, first = 0; i < d->n_chunks; first += d->s_chunks[i].R, i++)
+        backbone_backward(&d->g, &d->bw, &d->s_chunks[i], &d->p, c, d->dfeat + (size_t)first * c->dim, dp ? dp + first : NULL,
+                          d->RS);
 }
 
 // Stochastic depth: block l drops each image's branch with probability

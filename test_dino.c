@@ -229,8 +229,9 @@ static void test_step0_against_torch(void) {
 
     // the bicubic resize of the position table for the local crops
     int Gt = c.img_size / c.patch;
-    pos_resize_forward(d.s_local.pos, d.p.pos, d.s_local.resize, Gt * Gt, d.s_local.NP, c.dim);
-    report(compare("forward", "step0.pos_embed_local", d.s_local.pos, ref("step0.pos_embed_local")->data, (size_t)d.s_local.T * c.dim),
+    BackboneActs *loc = &d.s_chunks[d.n_chunks - 1]; // a chunk of local crops
+    pos_resize_forward(loc->pos, d.p.pos, loc->resize, Gt * Gt, loc->NP, c.dim);
+    report(compare("forward", "step0.pos_embed_local", loc->pos, ref("step0.pos_embed_local")->data, (size_t)loc->T * c.dim),
            "position table resized bicubically for the local crops (official scale_factor)");
 
     set_schedules(&d, 0);
@@ -309,7 +310,7 @@ static void test_drop_path_skips_dropped_branches(void) {
     set_schedules(&d, 0);
     teacher_forward(&d, globals);
     student_forward(&d, globals, locals, 1);
-    const BackboneActs *a = &d.s_global;
+    const BackboneActs *a = &d.s_chunks[0]; // the global crops, one chunk here
     size_t RT = (size_t)a->R * a->T, TD = (size_t)a->T * D;
     const float *x1 = a->res3, *res2 = a->res2 + RT * D, *res3 = a->res3 + RT * D; // block 1's input, res2, output
     report(memcmp(res2, x1, RT * D * sizeof(float)) == 0, "drop path: a branch dropped for every image leaves every row as it was");
@@ -685,25 +686,53 @@ static void test_blocked_products(Rng *r) {
     }
 }
 
-// The teacher runs its images in chunks (teacher_forward): the features are those of one
-// pass over all of them, bit for bit.
-static void test_teacher_chunks(void) {
+// Both networks run their passes in chunks of images (chunk_images): the same step with
+// chunks of at most 40 tokens (here 2 images of 17 or 4 of 5) against one chunk per pass.
+// The features and logits are the same bits (the images are independent); the weight
+// gradients add the chunks' sums one after the other, so they agree to float32 rounding.
+static void test_chunks(void) {
     Config c = reference_config();
-    c.batch = 144; // 288 images of 17 tokens: more than TEACHER_ROWS, so 2 chunks of 144
-    Dino d;
-    dino_build(&d, &c);
-    Rng r = { 5 };
-    float *globals = randn((size_t)d.RT * c.channels * c.img_size * c.img_size, &r, 1.0f), *feat = zeros((size_t)d.RT * c.dim);
-    teacher_forward(&d, globals);
-    BackboneActs all;
-    backbone_acts_alloc(&all, &c, d.RT, c.img_size, 0);
-    backbone_forward(&all, &d.t, &c, globals, feat, NULL, 0);
-    report(d.t_global.R == d.RT / 2 && memcmp(feat, d.t_feat, (size_t)d.RT * c.dim * sizeof(float)) == 0,
-           "the teacher in %d chunks of %d images gives the features of one pass over all of them, bit for bit",
-           d.RT / d.t_global.R, d.t_global.R);
-    backbone_acts_free(&all);
-    free(globals); free(feat);
-    dino_free(&d);
+    Dino one, many;
+    dino_build(&one, &c);
+    int before = chunk_rows;
+    chunk_rows = 40;
+    dino_build(&many, &c);
+    chunk_rows = before;
+    const float *globals = ref("step0.global")->data, *locals = ref("step0.local")->data;
+    Dino *ds[2] = { &one, &many };
+    for (int k = 0; k < 2; k++) {
+        Dino *d = ds[k];
+        set_schedules(d, 0);
+        sample_drop_path(d); // the same masks: both start from the same seed
+        teacher_forward(d, globals);
+        student_forward(d, globals, locals, 1);
+        dino_loss_forward(d->ps, d->pt, d->lse, NULL, NULL, d->s_head.logits, d->t_head.logits, d->center, c.student_temp,
+                          d->teacher_temp, c.batch, 2 + c.n_local, c.out_dim);
+        memset(d->grads, 0, d->num_params * sizeof(float));
+        dino_loss_backward(d->dlogits, d->ps, d->pt, c.student_temp, c.batch, 2 + c.n_local, c.out_dim);
+        student_backward(d, 1, 0);
+    }
+    int same = memcmp(one.t_feat, many.t_feat, (size_t)one.RT * c.dim * sizeof(float)) == 0 &&
+               memcmp(one.s_head.logits, many.s_head.logits, (size_t)one.RS * c.out_dim * sizeof(float)) == 0;
+    double worst = 0.0; // the largest difference in a tensor over the tensor's largest |gradient|
+    size_t at = 0, differ = 0;
+    for (int t = 0; t < NUM_PARAM_TENSORS; t++) {
+        double diff = 0.0, gmax = 0.0;
+        for (size_t i = at; i < at + one.param_sizes[t]; i++) {
+            diff = fmax(diff, fabs((double)one.grads[i] - many.grads[i]));
+            gmax = fmax(gmax, fabs((double)one.grads[i]));
+            differ += one.grads[i] != many.grads[i];
+        }
+        if (gmax > 0.0) worst = fmax(worst, diff / gmax);
+        at += one.param_sizes[t];
+    }
+    report(many.n_chunks > one.n_chunks && many.t_global.R < one.t_global.R && same && differ > 0 && worst < 1e-6,
+           "chunks of images (the student's passes in %d chunks, the teacher's %d images at a time, against %d and %d): "
+           "teacher features and student logits bit for bit, gradients (%zu of %zu entries differ) within %.1e of each "
+           "tensor's largest (bound 1e-6)", many.n_chunks, many.t_global.R, one.n_chunks, one.t_global.R, differ,
+           one.num_params, worst);
+    dino_free(&one);
+    dino_free(&many);
 }
 
 // attention
@@ -2098,7 +2127,7 @@ int main(void) {
     test_step0_against_torch();
     test_drop_path_against_torch();
     test_drop_path_skips_dropped_branches();
-    test_teacher_chunks();
+    test_chunks();
     test_training_steps_against_torch();
     printf("-- finite differences\n");
     Rng r = { 42 };
