@@ -461,8 +461,9 @@ static inline size_t row_index(const Rows *rows, int i) {
 // first is set. act: NULL, or on the last k slice of an EPI_GELU product the tile's rows of
 // act, which get gelu of the sums while they are in registers (c is not written then).
 // W is 64, 48, 32 or 16, a constant in each call, so the compiler unrolls j and keeps acc in
-// registers: the last strip of a product whose width is not a multiple of 64 (the
-// attention's T = 65 or 17 columns) costs one to three vectors per row, not four.
+// registers: the last strip of a product whose width is not a multiple of 64 (in the
+// attention: 16 score columns at T = 17, heads of 32 dimensions) costs one to three vectors
+// per row, not four.
 static inline __attribute__((always_inline)) void tile_product(float *const c[MM_MR], float *const act[MM_MR], int mr, int nr,
                                                                const float *const a[MM_MR], size_t sak, const float *Bp,
                                                                int kc, int first, const float *bias, int W) {
@@ -713,12 +714,12 @@ void matmul_gelu_backward(float *dinp, float *dweight, float *dbias, const float
 
 // s (M, N) = a (M, K) b (N, K)^T with the rows of a and of b contiguous, lda and ldb floats
 // apart: the attention's scores q k^T, and dy v^T in its backward. matmul_serial takes the
-// columns up to the last multiple of 16; one or two columns past it (T = 65 or 17 tokens)
-// are a dot product per row each, as a strip of its own would be 16 columns wide for them.
+// columns but for one or two past the last multiple of 16 (T = 65 or 17 tokens): those are
+// a dot product per row each, as a strip of its own would be 16 columns wide for them.
 static void matmul_transposed_b(float *s, size_t lds, const float *a, size_t lda, const float *b, size_t ldb, int M, int N, int K) {
-    int N16 = N - N % 16 < N - 2 ? N : N - N % 16; // the columns for matmul_serial
-    matmul_serial(s, lds, a, lda, 1, b, 1, ldb, M, N16, K, 1);
-    for (int j = N16; j < N; j++)
+    int tail = N % 16 <= 2 ? N % 16 : 0; // the columns done as dot products
+    matmul_serial(s, lds, a, lda, 1, b, 1, ldb, M, N - tail, K, 1);
+    for (int j = N - tail; j < N; j++)
         for (int i = 0; i < M; i++) {
             const float *ai = a + (size_t)i * lda, *bj = b + (size_t)j * ldb;
             float dot = 0.0f;
@@ -1266,8 +1267,8 @@ typedef struct {
     float *resize;    // (NP, NP_train) bicubic resize of the position table, NULL at the training resolution
     float *pos;       // (T, D)         position table for this resolution
     float *x0;        // (R, T, D)      tokens entering block 0
-    float *ln1, *ln1_mean, *ln1_rstd; // (R, T, D), (L, R, T), (L, R, T): norm1's output is not kept (one
-                                      // slot for every block), its backward needs only the statistics
+    float *ln1, *ln1_mean, *ln1_rstd; // (R, T, D), (L, R, T), (L, R, T): norm1's output has one slot for
+                                      // every block; the backward recomputes it from x and the statistics (NormIn)
     float *qkv;       // (L, R, T, 3D)
     float *att;       // (L, R, NH, T, T); the last block (R, NH, 1, T): the CLS query's row
     float *atty;      // (L, R, T, D)   attention output before the projection
@@ -1655,7 +1656,6 @@ void init_parameters(ParameterTensors *p, const size_t *sizes, const Config *c, 
     init_uniform(p->lastv, sizes[P_LASTV], c->bottleneck, rng);
 }
 
-// Allocates everything and initialises the student; the teacher starts as an exact copy.
 // Both networks run their passes in equal chunks of images, at most chunk_rows tokens each:
 // a chunk's activations and the backward pass's gradient buffers (about 40 MB at width 192)
 // stay in the processor's cache from one layer to the next instead of going out to memory
@@ -1665,13 +1665,14 @@ void init_parameters(ParameterTensors *p, const size_t *sizes, const Config *c, 
 // the teacher's 128 images and the student's 128 global crops in 2 chunks of 64, the
 // student's 384 local crops in 2 of 192.
 static int chunk_rows = 4608; // (the tests lower it)
-// The images per chunk of a pass of R images of T tokens: the most that divides R and fits.
-static int chunk_images(int R, int T) {
-    int n = R;
+// The images per chunk of a pass of R images of S x S pixels: the most that divides R and fits.
+static int chunk_images(const Config *c, int R, int S) {
+    int G = S / c->patch, T = 1 + G * G, n = R;
     while (n > 1 && (R % n != 0 || (size_t)n * T > (size_t)chunk_rows)) n--;
     return n;
 }
 
+// Allocates everything and initialises the student; the teacher starts as an exact copy.
 void dino_build(Dino *d, const Config *cfg) {
     const char *err = config_error(cfg);
     if (err != NULL) die("bad config: %s", err);
@@ -1695,8 +1696,7 @@ void dino_build(Dino *d, const Config *cfg) {
     int B = c->batch, D = c->dim, K = c->out_dim;
     d->RS = (2 + c->n_local) * B;
     d->RT = 2 * B;
-    int Tg = 1 + (c->img_size / c->patch) * (c->img_size / c->patch), Tl = 1 + (c->local_size / c->patch) * (c->local_size / c->patch);
-    int ng = chunk_images(2 * B, Tg), nl = c->n_local > 0 ? chunk_images(c->n_local * B, Tl) : 1;
+    int ng = chunk_images(c, 2 * B, c->img_size), nl = c->n_local > 0 ? chunk_images(c, c->n_local * B, c->local_size) : 1;
     d->n_chunks = 2 * B / ng + c->n_local * B / nl;
     d->s_chunks = (BackboneActs *)mallocCheck(d->n_chunks * sizeof(BackboneActs));
     for (int i = 0; i < d->n_chunks; i++)
@@ -3975,8 +3975,8 @@ static int cmd_linear(int argc, char **argv) {
 // as data/bench_torch.py counts them (every row of every block, the last layer's gradient
 // computed while frozen); 1: the ones dino.c runs, without the last block's queries other
 // than CLS (their q, attention rows, projection and MLP: backbone_forward), on average
-// without the branches drop path drops in the other blocks (their forward, and their
-// backward but for the weight gradients) and, with last_frozen, without the frozen gradient.
+// without the branches drop path drops (their forward, and their backward but for the
+// weight gradients) and, with last_frozen, without the frozen gradient.
 static double step_flops(const Config *c, int executed, int last_frozen) {
     double D = c->dim, H = (double)c->mlp_ratio * c->dim, hs = (double)c->dim / c->heads, CPP = (double)c->channels * c->patch * c->patch;
     double fwd[2], bwd[2], dropped[2] = { 0, 0 };
