@@ -523,19 +523,36 @@ static void apply_epilogue(const Epilogue *epi, float *Cm, size_t ldc, const Row
     }
 }
 
-// A(i,k) = A[i*sai + k*sak], B(k,j) = B[k*sbk + j*sbj]. overwrite: Cm = bias + A B (bias may be
-// NULL) instead of Cm += A B. rowsum, if not NULL, gets += the row sums of A. epi: NULL or
-// what to do with Cm once it is complete. rows: NULL, or the rows of A and Cm that take part
-// (row i is row_index(rows, i); not with rowsum).
-// matmul_rows computes rows m0 .. m0+mc-1 of Cm (mc <= MM_MC) on the calling thread.
-static void matmul_rows(float *Cm, size_t ldc, const float *A, size_t sai, size_t sak,
-                        const float *B, size_t sbk, size_t sbj, int M, int Nc, int K,
-                        int overwrite, const float *bias, float *rowsum, const Epilogue *epi, const Rows *rows, const NormIn *bnorm,
-                        int m0, int mc) {
+// One product Cm (M, Nc) = or += A (M, K) B (K, Nc), its operands read through strides, and
+// what comes with it. The callers name the fields they use; the others are 0 (NULL).
+typedef struct {
+    float *Cm; size_t ldc;            // Cm(i,j) = Cm[i*ldc + j]
+    const float *A; size_t sai, sak;  // A(i,k) = A[i*sai + k*sak]
+    const float *B; size_t sbk, sbj;  // B(k,j) = B[k*sbk + j*sbj]
+    int M, Nc, K;
+    int overwrite;                    // Cm = bias + A B instead of Cm += A B
+    const float *bias;                // (Nc), or NULL: 0
+    float *rowsum;                    // if not NULL, gets += the row sums of A (a bias's gradient)
+    const Epilogue *epi;              // NULL, or what to do with Cm once it is complete
+    const Rows *rows;                 // NULL, or the rows of A and Cm that take part (row i is
+                                      // row_index(rows, i); not with rowsum)
+    const NormIn *bnorm;              // NULL, or B is that LayerNorm of B's rows (sbj = 1)
+} Product;
+
+// Rows m0 .. m0+mc-1 of p's Cm (mc <= MM_MC), on the calling thread.
+static void matmul_rows(const Product *p, int m0, int mc) {
+    float *Cm = p->Cm;
+    const float *A = p->A, *B = p->B, *bias = p->bias;
+    size_t ldc = p->ldc, sai = p->sai, sak = p->sak, sbk = p->sbk, sbj = p->sbj;
+    int M = p->M, Nc = p->Nc, K = p->K;
+    float *rowsum = p->rowsum;
+    const Epilogue *epi = p->epi;
+    const Rows *rows = p->rows;
+    const NormIn *bnorm = p->bnorm;
     float rs[MM_MC];
     if (rowsum != NULL) memset(rs, 0, sizeof(rs));
     for (int k0 = 0; k0 < K; k0 += MM_KC) {
-        int kc = imin(MM_KC, K - k0), first = overwrite && k0 == 0;
+        int kc = imin(MM_KC, K - k0), first = p->overwrite && k0 == 0;
         const Epilogue *last = k0 + kc == K ? epi : NULL;
         float *gelu_act = last != NULL && last->kind == EPI_GELU ? last->act : NULL; // the GELU in the tiles
         if (rowsum != NULL)
@@ -593,19 +610,15 @@ static void matmul_rows(float *Cm, size_t ldc, const float *A, size_t sai, size_
     }
 }
 
-// All of Cm on the calling thread: the attention's products, one (image, head) per thread
+// All of p's Cm on the calling thread: the attention's products, one (image, head) per thread
 // of its own parallel loop (a parallel region per small product would cost more than it).
-static void matmul_serial(float *Cm, size_t ldc, const float *A, size_t sai, size_t sak,
-                          const float *B, size_t sbk, size_t sbj, int M, int Nc, int K, int overwrite) {
-    for (int m0 = 0; m0 < M; m0 += MM_MC)
-        matmul_rows(Cm, ldc, A, sai, sak, B, sbk, sbj, M, Nc, K, overwrite, NULL, NULL, NULL, NULL, NULL, m0, imin(MM_MC, M - m0));
+static void matmul_serial(const Product *p) {
+    for (int m0 = 0; m0 < p->M; m0 += MM_MC) matmul_rows(p, m0, imin(MM_MC, p->M - m0));
 }
 
-// All of Cm (or its rows, see matmul_rows), the rows shared out among the threads in blocks of at most MM_MC.
-static void matmul_blocked(float *Cm, size_t ldc, const float *A, size_t sai, size_t sak,
-                           const float *B, size_t sbk, size_t sbj, int M, int Nc, int K,
-                           int overwrite, const float *bias, float *rowsum, const Epilogue *epi, const Rows *rows,
-                           const NormIn *bnorm) {
+// All of p's Cm (or its rows), the rows shared out among the threads in blocks of at most MM_MC.
+static void matmul_blocked(const Product *p) {
+    int M = p->M;
     if (M <= 0) return; // no rows (drop path dropped every image's branch)
     int threads = 1;
 #ifdef _OPENMP
@@ -616,8 +629,7 @@ static void matmul_blocked(float *Cm, size_t ldc, const float *A, size_t sai, si
     units = (units + threads - 1) / threads * threads;
     int MC = ((M + units - 1) / units + MM_MR - 1) / MM_MR * MM_MR;
     #pragma omp parallel for schedule(dynamic, 1)
-    for (int m0 = 0; m0 < M; m0 += MC)
-        matmul_rows(Cm, ldc, A, sai, sak, B, sbk, sbj, M, Nc, K, overwrite, bias, rowsum, epi, rows, bnorm, m0, imin(MC, M - m0));
+    for (int m0 = 0; m0 < M; m0 += MC) matmul_rows(p, m0, imin(MC, M - m0));
 }
 
 // out (cols, rows) = in (rows, cols) transposed, in 32 x 32 tiles that stay in cache; inside
@@ -652,7 +664,8 @@ static void linear_forward(float *out, size_t ldo, const float *inp, size_t ldi,
     }
     transpose(wt_scratch, weight, OC, C); // (C, OC)
     int M = rows != NULL ? rows->n * rows->T : N;
-    matmul_blocked(out, ldo, inp, ldi, 1, wt_scratch, OC, 1, M, OC, C, 1, bias, NULL, epi, rows, NULL);
+    matmul_blocked(&(Product){ .Cm = out, .ldc = ldo, .A = inp, .sai = ldi, .sak = 1, .B = wt_scratch, .sbk = OC, .sbj = 1,
+                               .M = M, .Nc = OC, .K = C, .overwrite = 1, .bias = bias, .epi = epi, .rows = rows });
 }
 
 void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC) {
@@ -694,8 +707,12 @@ static void linear_backward(float *dinp, size_t ldx, float *dweight, float *dbia
                             const float *inp, size_t ldi, const float *weight, int N, int C, int OC, int add,
                             const Epilogue *epi, const Rows *rows, const NormIn *inp_norm) {
     int M = rows != NULL ? rows->n * rows->T : N;
-    if (dinp != NULL) matmul_blocked(dinp, ldx, dout, ldd, 1, weight, C, 1, M, C, OC, !add, NULL, NULL, epi, rows, NULL);
-    if (dweight != NULL) matmul_blocked(dweight, C, dout, 1, ldd, inp, ldi, 1, OC, C, N, 0, NULL, dbias, NULL, NULL, inp_norm);
+    if (dinp != NULL) // dinp = dout @ weight
+        matmul_blocked(&(Product){ .Cm = dinp, .ldc = ldx, .A = dout, .sai = ldd, .sak = 1, .B = weight, .sbk = C, .sbj = 1,
+                                   .M = M, .Nc = C, .K = OC, .overwrite = !add, .epi = epi, .rows = rows });
+    if (dweight != NULL) // dweight += dout^T @ inp
+        matmul_blocked(&(Product){ .Cm = dweight, .ldc = C, .A = dout, .sai = 1, .sak = ldd, .B = inp, .sbk = ldi, .sbj = 1,
+                                   .M = OC, .Nc = C, .K = N, .rowsum = dbias, .bnorm = inp_norm });
 }
 
 void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
@@ -718,7 +735,8 @@ void matmul_gelu_backward(float *dinp, float *dweight, float *dbias, const float
 // a dot product per row each, as a strip of its own would be 16 columns wide for them.
 static void matmul_transposed_b(float *s, size_t lds, const float *a, size_t lda, const float *b, size_t ldb, int M, int N, int K) {
     int tail = N % 16 <= 2 ? N % 16 : 0; // the columns done as dot products
-    matmul_serial(s, lds, a, lda, 1, b, 1, ldb, M, N - tail, K, 1);
+    matmul_serial(&(Product){ .Cm = s, .ldc = lds, .A = a, .sai = lda, .sak = 1, .B = b, .sbk = 1, .sbj = ldb,
+                              .M = M, .Nc = N - tail, .K = K, .overwrite = 1 });
     for (int j = N - tail; j < N; j++)
         for (int i = 0; i < M; i++) {
             const float *ai = a + (size_t)i * lda, *bj = b + (size_t)j * ldb;
@@ -773,7 +791,8 @@ void attention_forward(float *out, float *att, const float *qkv, const int *img,
                 for (int t2 = 0; t2 < T; t2++) row[t2] *= inv[t];
             }
             // out = a v (Tq, hs), this head's columns of out
-            matmul_serial(o, D, a, T, 1, v, 3 * D, 1, Tq, hs, T, 1);
+            matmul_serial(&(Product){ .Cm = o, .ldc = D, .A = a, .sai = T, .sak = 1, .B = v, .sbk = 3 * D, .sbj = 1,
+                                      .M = Tq, .Nc = hs, .K = T, .overwrite = 1 });
         }
     }
 }
@@ -795,7 +814,8 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv, const 
             float ds[Tq * T];
             // out = a v  ->  da = dy v^T (kept in ds),  dv = a^T dy
             matmul_transposed_b(ds, T, dy, D, v, 3 * D, Tq, T, hs);
-            matmul_serial(dv, 3 * D, a, 1, T, dy, D, 1, T, hs, Tq, 1);
+            matmul_serial(&(Product){ .Cm = dv, .ldc = 3 * D, .A = a, .sai = 1, .sak = T, .B = dy, .sbk = D, .sbj = 1,
+                                      .M = T, .Nc = hs, .K = Tq, .overwrite = 1 });
             // a = softmax(s * scale)  ->  ds = a (da - sum_t2 a da) * scale, row by row
             for (int t = 0; t < Tq; t++) {
                 const float *arow = a + (size_t)t * T;
@@ -806,9 +826,11 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv, const 
                 for (int t2 = 0; t2 < T; t2++) row[t2] = arow[t2] * (row[t2] - dot) * scale;
             }
             // s = q k^T  ->  dq = ds k,  dk = ds^T q
-            matmul_serial(dq, 3 * D, ds, T, 1, k, 3 * D, 1, Tq, hs, T, 1);
+            matmul_serial(&(Product){ .Cm = dq, .ldc = 3 * D, .A = ds, .sai = T, .sak = 1, .B = k, .sbk = 3 * D, .sbj = 1,
+                                      .M = Tq, .Nc = hs, .K = T, .overwrite = 1 });
             for (int t = Tq; t < T; t++) memset(dq + (size_t)t * 3 * D, 0, hs * sizeof(float));
-            matmul_serial(dk, 3 * D, ds, 1, T, q, 3 * D, 1, T, hs, Tq, 1);
+            matmul_serial(&(Product){ .Cm = dk, .ldc = 3 * D, .A = ds, .sai = 1, .sak = T, .B = q, .sbk = 3 * D, .sbj = 1,
+                                      .M = T, .Nc = hs, .K = Tq, .overwrite = 1 });
         }
     }
 }
@@ -2790,7 +2812,8 @@ void knn_classify(float *top1, float *top5, const int *ks, int nk, const float *
     for (int start = 0; start < ntest; start += chunk) {
         int rows = ntest - start < chunk ? ntest - start : chunk;
         // cosines: sims (rows, ntrain) = test rows (rows, D) @ train_t (D, ntrain)
-        matmul_blocked(sims, ntrain, test + (size_t)start * D, D, 1, train_t, ntrain, 1, rows, ntrain, D, 1, NULL, NULL, NULL, NULL, NULL);
+        matmul_blocked(&(Product){ .Cm = sims, .ldc = ntrain, .A = test + (size_t)start * D, .sai = D, .sak = 1, .B = train_t,
+                                   .sbk = ntrain, .sbj = 1, .M = rows, .Nc = ntrain, .K = D, .overwrite = 1 });
         int h1[rows][nk], h5[rows][nk]; // per test row, summed below in a fixed order
         #pragma omp parallel for
         for (int r = 0; r < rows; r++) {
