@@ -423,7 +423,7 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, size_t N) {
 
 // What a product does to Cm once it is complete, a thread's block of rows one strip of
 // columns at a time, right after the strip's last k slice while it is still in cache
-// (EPI_GELU earlier still: on each register tile's sums, tile_product): the elementwise
+// (the GELUs earlier still: on each register tile's sums, tile_product): the elementwise
 // layer next to a linear layer, fused into its product so that layer needs no pass of its
 // own over memory; after a residual add also the norm that follows it, once the block's
 // rows are whole. The operations are those of the layer's own function
@@ -458,15 +458,16 @@ static inline size_t row_index(const Rows *rows, int i) {
 // One register tile of Cm, its rows c[0..mr-1] (at the tile's first column) nr columns wide:
 // init + rows a[0..MR-1] of A (k = 0 .. kc-1, step sak) times Bp (kc, W), Bp's rows MM_NR
 // floats apart; init is Cm itself, or the bias (at the tile's first column; NULL: 0) when
-// first is set. act: NULL, or on the last k slice of an EPI_GELU product the tile's rows of
-// act, which get gelu of the sums while they are in registers (c is not written then).
+// first is set. act: NULL, or on the last k slice of a GELU product the tile's rows of act,
+// which get gelu of the sums while they are in registers; c is not written then, or with
+// keep_grad (EPI_GELU_KEEP_GRAD) gets gelu' of the sums.
 // W is 64, 48, 32 or 16, a constant in each call, so the compiler unrolls j and keeps acc in
 // registers: the last strip of a product whose width is not a multiple of 64 (in the
 // attention: 16 score columns at T = 17, heads of 32 dimensions) costs one to three vectors
 // per row, not four.
 static inline __attribute__((always_inline)) void tile_product(float *const c[MM_MR], float *const act[MM_MR], int mr, int nr,
                                                                const float *const a[MM_MR], size_t sak, const float *Bp,
-                                                               int kc, int first, const float *bias, int W) {
+                                                               int kc, int first, const float *bias, int W, int keep_grad) {
     // acc starts as k = 0's products (kc >= 1), not as zeros: an initialiser of the whole
     // array is a call to memset in the tiles narrower than 64 (the attention's), which keep
     // acc in memory for the stores below
@@ -492,12 +493,17 @@ static inline __attribute__((always_inline)) void tile_product(float *const c[MM
             continue;
         }
         // the GELU here rather than in a pass over the strip (apply_epilogue): 18.0-18.6 -> 15.9-16.1 ms
-        // for fc1 on 14848 rows; with EPI_GELU_KEEP_GRAD's two outputs it measured slower
+        // for fc1 on 14848 rows; with keep_grad 5.13-5.40 -> 4.86-5.16 ms on 3900 rows
         float *h = acc[r];
         #pragma omp simd simdlen(16)
         for (int j = 0; j < nr; j++) h[j] = (!first ? c[r][j] : bias != NULL ? bias[j] : 0.0f) + h[j];
-        #pragma omp simd simdlen(16)
-        for (int j = 0; j < nr; j++) act[r][j] = gelu(h[j]);
+        if (keep_grad) {
+            #pragma omp simd simdlen(16)
+            for (int j = 0; j < nr; j++) { act[r][j] = gelu(h[j]); c[r][j] = gelu_grad(h[j]); }
+        } else {
+            #pragma omp simd simdlen(16)
+            for (int j = 0; j < nr; j++) act[r][j] = gelu(h[j]);
+        }
     }
 }
 
@@ -506,11 +512,7 @@ static void apply_epilogue(const Epilogue *epi, float *Cm, size_t ldc, const Row
     for (int i = m0; i < m0 + mc; i++) {
         size_t row = row_index(rows, i), o = row * ldc + n0;
         float *c = Cm + o;
-        if (epi->kind == EPI_GELU_KEEP_GRAD) { // (EPI_GELU is done in tile_product)
-            float *act = epi->act + o;
-            #pragma omp simd simdlen(16)
-            for (int j = 0; j < nr; j++) { float h = c[j]; act[j] = gelu(h); c[j] = gelu_grad(h); }
-        } else if (epi->kind == EPI_MUL) {
+        if (epi->kind == EPI_MUL) { // (the GELUs are done in tile_product)
             const float *x = epi->x + o;
             #pragma omp simd
             for (int j = 0; j < nr; j++) c[j] = x[j] * c[j];
@@ -554,7 +556,9 @@ static void matmul_rows(const Product *p, int m0, int mc) {
     for (int k0 = 0; k0 < K; k0 += MM_KC) {
         int kc = imin(MM_KC, K - k0), first = p->overwrite && k0 == 0;
         const Epilogue *last = k0 + kc == K ? epi : NULL;
-        float *gelu_act = last != NULL && last->kind == EPI_GELU ? last->act : NULL; // the GELU in the tiles
+        // the GELUs are done in the tiles (tile_product), the other epilogues after each strip
+        float *gelu_act = last != NULL && (last->kind == EPI_GELU || last->kind == EPI_GELU_KEEP_GRAD) ? last->act : NULL;
+        int keep_grad = gelu_act != NULL && last->kind == EPI_GELU_KEEP_GRAD;
         if (rowsum != NULL)
             for (int k = 0; k < kc; k++)
                 for (int i = 0; i < mc; i++) rs[i] += A[(m0 + i) * sai + (k0 + k) * sak];
@@ -588,10 +592,10 @@ static void matmul_rows(const Product *p, int m0, int mc) {
                 int mr = imin(MM_MR, m0 + mc - i0);
                 float *const *ap = gelu_act != NULL ? act : NULL;
                 switch (W) {
-                    case 64: tile_product(c, ap, mr, nr, a, sak, Bp, kc, first, b, 64); break;
-                    case 48: tile_product(c, ap, mr, nr, a, sak, Bp, kc, first, b, 48); break;
-                    case 32: tile_product(c, ap, mr, nr, a, sak, Bp, kc, first, b, 32); break;
-                    default: tile_product(c, ap, mr, nr, a, sak, Bp, kc, first, b, 16); break;
+                    case 64: tile_product(c, ap, mr, nr, a, sak, Bp, kc, first, b, 64, keep_grad); break;
+                    case 48: tile_product(c, ap, mr, nr, a, sak, Bp, kc, first, b, 48, keep_grad); break;
+                    case 32: tile_product(c, ap, mr, nr, a, sak, Bp, kc, first, b, 32, keep_grad); break;
+                    default: tile_product(c, ap, mr, nr, a, sak, Bp, kc, first, b, 16, keep_grad); break;
                 }
             }
             if (last != NULL && gelu_act == NULL) apply_epilogue(last, Cm, ldc, rows, m0, mc, n0, nr);
