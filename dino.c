@@ -435,7 +435,7 @@ typedef struct { float *out, *mean, *rstd; const float *weight, *bias; } NormOut
 typedef struct {
     int kind;
     float *act;         // EPI_GELU: act = gelu(h), h the finished sums, Cm itself is scratch (act may be Cm);
-                        // EPI_GELU_KEEP_GRAD: act = gelu(Cm), then Cm = gelu'(Cm); laid out as Cm
+                        // EPI_GELU_KEEP_GRAD: act = gelu(h), Cm = gelu'(h); laid out as Cm
     const float *x;     // EPI_MUL: Cm = x * Cm;  EPI_RESIDUAL: Cm = x + scale * Cm; laid out as Cm
     const float *scale; // EPI_RESIDUAL: one per image (NULL: 1), of rows_per_image rows of Cm each
     int rows_per_image;
@@ -492,8 +492,8 @@ static inline __attribute__((always_inline)) void tile_product(float *const c[MM
             for (int j = 0; j < nr; j++) c[r][j] = (!first ? c[r][j] : bias != NULL ? bias[j] : 0.0f) + acc[r][j];
             continue;
         }
-        // the GELU here rather than in a pass over the strip (apply_epilogue): 18.0-18.6 -> 15.9-16.1 ms
-        // for fc1 on 14848 rows; with keep_grad 5.13-5.40 -> 4.86-5.16 ms on 3900 rows
+        // the GELU here rather than in a pass over the strip (apply_epilogue), fc1 on 14848 rows:
+        // 18.0-18.6 -> 15.9-16.1 ms; with keep_grad 20.9-22.0 -> 19.3-20.6 ms
         float *h = acc[r];
         #pragma omp simd simdlen(16)
         for (int j = 0; j < nr; j++) h[j] = (!first ? c[r][j] : bias != NULL ? bias[j] : 0.0f) + h[j];
@@ -1455,10 +1455,11 @@ void backbone_forward(BackboneActs *a, const ParameterTensors *p, const Config *
         // x = x + drop_path(mlp(norm2(x))), on the query rows only
         kept = kept_rows(&rows, a->kept, dp_mlp, R, Tq);
         matmul_gelu_forward(fch, fch_gelu, ln2, p->fc1w + (size_t)l * H * D, p->fc1b + l * H, RQ, D, H, a->keep_all, kept);
-        // then the next block's norm1 (into its slot); after the last block the final norm,
-        // on the CLS token only (the official code norms every token and then takes token 0;
-        // the result and its gradient are the same): the last block's R rows, into feat
-        size_t n1 = a->keep_all ? (size_t)(l + 1) : 0; // the next block's slot
+        // then the next block's norm1 (its statistics into that block's slot); after the last
+        // block the final norm, on the CLS token only (the official code norms every token and
+        // then takes token 0; the result and its gradient are the same): the last block's R
+        // rows, into feat
+        size_t n1 = a->keep_all ? (size_t)(l + 1) : 0; // the next block's slot of the statistics
         NormOut norm_next = l + 1 < c->depth ? (NormOut){ a->ln1, a->ln1_mean + n1 * RT, a->ln1_rstd + n1 * RT,
                                                           p->ln1w + (l + 1) * D, p->ln1b + (l + 1) * D }
                                              : (NormOut){ feat, a->lnf_mean, a->lnf_rstd, p->lnfw, p->lnfb };

@@ -556,11 +556,6 @@ static void test_fd_matmul(Rng *r) {
     free(c.out); free(c.inp); free(c.w); free(c.b); free(w); free(dinp); free(dw); free(db);
 }
 
-// The blocked products on shapes that use every path of matmul_rows (several k slices,
-// strips narrower than 64, row counts not a multiple of 6, more rows than one work unit)
-// against float64 sums; then the same with 1 thread and with several (bit-identical), and the
-// fused layers (GELU, its backward, the residual add, the norm after it) bit-identical to the
-// unfused ones.
 // The student does not keep its norms' outputs: qkv's and fc1's weight gradients read the
 // norms' inputs and norm them as the product packs them (NormIn). The same bits as the
 // product on the kept output, for every row and for the CLS rows (T rows apart).
@@ -585,6 +580,11 @@ static void test_weight_gradient_from_norm_input(Rng *r) {
     for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) free(bufs[i]);
 }
 
+// The blocked products on shapes that use every path of matmul_rows (several k slices,
+// strips narrower than 64, row counts not a multiple of 6, more rows than one work unit)
+// against float64 sums; then the same with 1 thread and with several (bit-identical), and the
+// fused layers (GELU, its backward, the residual add, the norm after it) bit-identical to the
+// unfused ones.
 static void test_blocked_products(Rng *r) {
     int shapes[][3] = { { 7, 5, 3 }, { 65, 64, 65 }, { 131, 300, 17 }, { 1100, 600, 130 }, { 13, 1030, 64 } }; // N, C, OC
     for (int s = 0; s < 5; s++) {
