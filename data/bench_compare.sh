@@ -2,7 +2,7 @@
 # The benchmark protocol of the README's performance section: ./dino bench and
 # data/bench_torch.py on the same configuration and thread count, run alternately
 # (dino.c, PyTorch, dino.c, ...) so both see the same machine, RUNS times each; prints
-# every run, the medians and the ratio of images per second.
+# every run, the medians and the ratio of images per second, and the ratio run by run.
 #   sh data/bench_compare.sh                 # 2 threads, 5 runs of 5 steps each
 #   THREADS=1 RUNS=3 sh data/bench_compare.sh
 #   TORCH_ARGS=--stock sh data/bench_compare.sh   # torch without the threading env fix
@@ -36,4 +36,8 @@ awk -v threads="$THREADS" '
         return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2 }
     END { d = median("dino"); p = median("torch")
           printf "medians over %d alternating runs, %d threads: dino.c %.1f ms/step (peak %s MiB), PyTorch %.1f ms/step (peak %s MiB)\n", n["dino"], threads, d, m["dino"], p, m["torch"]
-          printf "dino.c / PyTorch images per second: %.2fx\n", p / d }' "$log"
+          printf "dino.c / PyTorch images per second: %.2fx\n", p / d
+          # the spread within the sitting: run i of dino.c against run i of PyTorch, which followed it
+          printf "run by run:"
+          for (i = 1; i <= n["dino"] && i <= n["torch"]; i++) printf " %.2fx", t["torch", i] / t["dino", i]
+          printf "\n" }' "$log"
