@@ -1857,11 +1857,19 @@ double cosine_schedule(double base, double final, int total_iters, int warmup_it
 // The schedules span total_steps iterations, or epochs * steps_per_epoch when it is 0.
 int schedule_length(const Config *c) { return c->total_steps > 0 ? c->total_steps : c->epochs * c->steps_per_epoch; }
 
+// The recipe's epochs as fractions of the schedule: the epoch that iteration it falls in,
+// and the iterations of the first e epochs. With the schedule epochs * steps_per_epoch long
+// these are it / steps_per_epoch and e * steps_per_epoch, as in main_dino.py; a run fitted
+// to --steps or --minutes (total_steps) keeps each epoch-counted part at its share of the
+// run exactly (a 10-epoch warm-up out of 100 is 10% of 150 steps: 15, and of 5 steps: 1).
+int epoch_at(const Config *c, int it) { return (int)((int64_t)it * c->epochs / schedule_length(c)); }
+int epoch_iters(const Config *c, int e) { return (int)llround((double)e * schedule_length(c) / c->epochs); }
+
 // The values of every schedule at iteration it, set into d for the step and the log.
 void set_schedules(Dino *d, int it) {
     const Config *c = &d->cfg;
-    int total = schedule_length(c), epoch = it / c->steps_per_epoch;
-    d->lr = (float)cosine_schedule(c->lr * c->batch / 256.0, c->min_lr, total, c->warmup_epochs * c->steps_per_epoch, 0.0, it);
+    int total = schedule_length(c), epoch = epoch_at(c, it);
+    d->lr = (float)cosine_schedule(c->lr * c->batch / 256.0, c->min_lr, total, epoch_iters(c, c->warmup_epochs), 0.0, it);
     d->wd = (float)cosine_schedule(c->weight_decay, c->weight_decay_end, total, 0, 0.0, it);
     d->momentum = (float)cosine_schedule(c->momentum_teacher, 1.0, total, 0, 0.0, it);
     // teacher temperature: linear warm-up per EPOCH, then constant (DINOLoss.teacher_temp_schedule)
@@ -1958,7 +1966,6 @@ void ema_update(Dino *d, float momentum) {
 // updated (the center has moved by then; the caller stops the run without saving).
 float dino_step(Dino *d, const float *globals, const float *locals) {
     const Config *c = &d->cfg;
-    int epoch = d->step / c->steps_per_epoch;
     int use_dp = c->drop_path > 0.0f;
     set_schedules(d, d->step);
     teacher_forward(d, globals);
@@ -1973,7 +1980,7 @@ float dino_step(Dino *d, const float *globals, const float *locals) {
     #pragma omp parallel for
     for (size_t i = 0; i < d->num_params; i++) d->grads[i] = 0.0f;
     dino_loss_backward(d->dlogits, d->ps, d->pt, c->student_temp, c->batch, 2 + c->n_local, c->out_dim);
-    int last_frozen = epoch < c->freeze_last_layer;
+    int last_frozen = epoch_at(c, d->step) < c->freeze_last_layer;
     student_backward(d, use_dp, last_frozen);
     if (!clip_gradients(d, c->clip_grad)) return NAN; // a gradient is not finite: nothing updated, the caller stops the run
     adamw_update(d, last_frozen);
@@ -2955,7 +2962,8 @@ typedef struct {
 } TrainLoop;
 
 // Fit the schedules to a run of `total` steps (--steps, --minutes): the recipe's epochs
-// become fractions of the run, so warm-ups keep their share.
+// become fractions of the run (epoch_at, epoch_iters), so warm-ups keep their share.
+// steps_per_epoch is then kept only for the checkpoint header.
 void fit_schedules(Config *c, int total) {
     c->total_steps = total;
     c->steps_per_epoch = total / c->epochs > 0 ? total / c->epochs : 1;
@@ -4080,7 +4088,7 @@ static int cmd_bench(int argc, char **argv) {
     }
     qsort(t, steps, sizeof(double), cmp_double);
     double med = steps % 2 ? t[steps / 2] : 0.5 * (t[steps / 2 - 1] + t[steps / 2]), flops = step_flops(&cfg, 0, 0);
-    double run = step_flops(&cfg, 1, start / cfg.steps_per_epoch < cfg.freeze_last_layer);
+    double run = step_flops(&cfg, 1, epoch_at(&cfg, start) < cfg.freeze_last_layer);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("config: %d px patch %d, dim %d depth %d heads %d mlp %d, head %d/%d, K %d, 2x%d px + %dx%d px crops, batch %d\n",

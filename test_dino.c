@@ -1076,6 +1076,43 @@ static void test_clip_and_freeze(void) {
     dino_free(&d);
 }
 
+// --steps N and --minutes fit the schedules to the run (fit_schedules): each part the recipe
+// counts in epochs keeps its share of the run exactly, for any N. With the defaults (100
+// epochs: 10 of lr warm-up, 30 of teacher temperature warm-up, 1 with the last layer
+// frozen) the lr climbs over the first 10% of the steps and reaches its base, the teacher
+// temperature reaches its final value at 30%, and the last layer is frozen for 1%.
+static void test_fitted_schedules(void) {
+    Config c = default_config();
+    c.warmup_teacher_temp = 0.04f; c.teacher_temp = 0.07f;
+    const int runs[] = { 5, 7, 150, 1000, 39601 };
+    char wrong[64] = "";
+    for (int k = 0; k < 5; k++) {
+        int n = runs[k];
+        fit_schedules(&c, n);
+        Dino d = { .cfg = c };
+        float base = (float)(c.lr * c.batch / 256.0);
+        int lr_base = -1, tt_final = -1, frozen = 0;
+        for (int it = 0; it < n; it++) {
+            set_schedules(&d, it);
+            if (lr_base < 0 && d.lr >= base * (1.0f - 1e-6f)) lr_base = it;
+            if (tt_final < 0 && d.teacher_temp == c.teacher_temp) tt_final = it;
+            frozen += epoch_at(&c, it) < c.freeze_last_layer;
+        }
+        // the warm-up is linspace(0, base, W) with W = 10% of n: base at its last point
+        // (W - 1), or for W = 1 at the cosine's first step; the temperature's last warm-up
+        // epoch (the 30th of 100) starts at 29% of the run and holds the final value
+        int warm = (int)llround(0.1 * n);
+        if (lr_base != (warm > 1 ? warm - 1 : warm) || tt_final != (int)ceil(0.29 * n - 1e-9) || frozen != (int)ceil(0.01 * n - 1e-9))
+            snprintf(wrong, sizeof(wrong), " -- wrong at N = %d", n);
+    }
+    report(wrong[0] == 0, "schedules fitted to N steps (N = 5, 7, 150, 1000, 39601) keep the recipe's shares: lr warm-up over "
+           "10%% of N reaching the base lr, teacher temperature final from 29%% (its 30th of 100 epochs), last layer frozen 1%%%s", wrong);
+    // a run of --epochs keeps main_dino.py's whole epochs
+    c = default_config(); c.total_steps = 0; c.steps_per_epoch = 7;
+    report(epoch_at(&c, 6) == 0 && epoch_at(&c, 7) == 1 && epoch_iters(&c, c.warmup_epochs) == 70,
+           "with --epochs the schedules count whole epochs of steps_per_epoch iterations");
+}
+
 static void test_teacher_copy_and_no_drop(void) {
     Config c = reference_config();
     c.drop_path = 0.5f;
@@ -2180,6 +2217,7 @@ int main(void) {
     printf("-- properties\n");
     test_teacher_copy_and_no_drop();
     test_clip_and_freeze();
+    test_fitted_schedules();
     test_checkpoint_resume();
     test_old_checkpoint();
     test_config_errors();
