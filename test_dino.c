@@ -3,7 +3,8 @@ Tests for dino.c. Three kinds of evidence:
   1. PyTorch: tensors from data/reference.py (the official module structure, float64),
      stored in data/reference.bin: forward outputs, the loss, every parameter gradient,
      drop path with given masks, and 7 full training steps (AdamW, clipping, the frozen
-     last layer, EMA, schedules, the center).
+     last layer, EMA, schedules, the center). And from data/augment_reference.py, torchvision's
+     output of every augmentation operation for fixed draws (data/augment_reference.bin).
   2. Central finite differences on every backward pass.
   3. End-to-end properties: a checkpoint written and read back continues bit-identically,
      bad configs are rejected, clipping and freezing do what they say, centering or
@@ -36,6 +37,8 @@ typedef struct { char name[128]; int ndim, dims[8]; size_t n; float *data; } Ref
 static RefTensor *refs = NULL;
 static int nrefs = 0;
 
+// Adds the tensors of one reference file to the table (data/reference.bin, then
+// data/augment_reference.bin).
 static void load_reference(const char *path) {
     FILE *f = fopen(path, "rb");
     if (f == NULL) die("cannot open %s: run the tests from the repository root (make test)", path);
@@ -43,9 +46,11 @@ static void load_reference(const char *path) {
     int32_t count;
     if (fread(magic, 1, 8, f) != 8 || memcmp(magic, "DINOREF1", 8) != 0) die("%s: bad magic", path);
     if (fread(&count, 4, 1, f) != 1 || count <= 0) die("%s: bad tensor count", path);
-    refs = (RefTensor *)callocCheck(count, sizeof(RefTensor));
+    refs = (RefTensor *)realloc(refs, (nrefs + (size_t)count) * sizeof(RefTensor));
+    if (refs == NULL) die("out of memory reading %s", path);
+    memset(refs + nrefs, 0, (size_t)count * sizeof(RefTensor));
     for (int i = 0; i < count; i++) {
-        RefTensor *t = &refs[i];
+        RefTensor *t = &refs[nrefs + i];
         int32_t len, ndim;
         if (fread(&len, 4, 1, f) != 1 || len <= 0 || len >= (int)sizeof(t->name)) die("%s: bad name length", path);
         if (fread(t->name, 1, len, f) != (size_t)len) die("%s: truncated", path);
@@ -61,7 +66,7 @@ static void load_reference(const char *path) {
         t->data = (float *)mallocCheck(t->n * sizeof(float));
         if (fread(t->data, 4, t->n, f) != t->n) die("%s: truncated in %s", path, t->name);
     }
-    nrefs = count;
+    nrefs += count;
     fclose(f);
 }
 
@@ -73,7 +78,8 @@ static const RefTensor *ref(const char *fmt, ...) {
     va_end(ap);
     for (int i = 0; i < nrefs; i++)
         if (strcmp(refs[i].name, name) == 0) return &refs[i];
-    die("reference tensor '%s' is missing from data/reference.bin: regenerate it with data/reference.py", name);
+    die("reference tensor '%s' is missing: regenerate data/reference.bin with data/reference.py (aug.*: "
+        "data/augment_reference.bin with data/augment_reference.py)", name);
 }
 
 static float ref_scalar(const char *name) { return ref("%s", name)->data[0]; }
@@ -1342,6 +1348,236 @@ static void test_augmentation(void) {
     dataset_free(&ds);
 }
 
+// ----------------------------------------------------------------------------
+// augmentation against torchvision (data/augment_reference.py)
+//
+// Every operation of dino.c's section 7, applied with the fixed draws stored in
+// data/augment_reference.bin, against torchvision's output computed in float64. The
+// values are pixels in [0, 1]; each of ours is a float32 sum of at most a few dozen
+// terms, and torch's own float32 run of the same operations lies at most 7e-7 from its
+// float64 run (the script prints it). AUG_TOL = 1e-5 leaves room for our other order of
+// sums and is still 400 times below 1/255, one step of a uint8 pixel, so a range, an order,
+// a filter or a border rule that is off by anything visible fails. After normalisation
+// (a division by std, about 0.25) errors grow 4-fold: the whole pipeline gets 4 x AUG_TOL.
+#define AUG_TOL 1e-5f
+
+static void aug_image(uint8_t *img, int i) {
+    const RefTensor *t = ref("aug.image%d", i);
+    for (size_t k = 0; k < t->n; k++) img[k] = (uint8_t)t->data[k];
+}
+
+static void aug_check(const char *what, const char *key, const float *got, size_t n, float tol) {
+    const RefTensor *t = ref("%s", key);
+    if (t->n != n) die("%s holds %zu values, expected %zu: regenerate data/augment_reference.bin", key, t->n, n);
+    float err = max_err(got, t->data, n);
+    report(err <= tol, "torchvision %s: max |dino.c - torchvision| = %.2g (tol %.0e)", what, err, tol);
+}
+
+static void test_augment_against_torchvision(void) {
+    uint8_t img[2][3 * 32 * 32];
+    aug_image(img[0], 0);
+    aug_image(img[1], 1);
+    float out[3 * 32 * 32], x[3 * 32 * 32];
+    char key[64], what[160];
+    // F.resized_crop(..., BICUBIC): an upscale, a downscale, a local crop, a strong shrink
+    const char *crops[4] = { "crop_up", "crop_down", "crop_local", "crop_shrink" };
+    for (int k = 0; k < 4; k++) {
+        const float *box = ref("aug.%s.box", crops[k])->data;
+        int s = (int)ref("aug.%s.size", crops[k])->data[0], im = (int)ref("aug.%s.image", crops[k])->data[0];
+        crop_resize(out, img[im], 3, 32, (int)box[0], (int)box[1], (int)box[2], (int)box[3], s);
+        snprintf(key, sizeof(key), "aug.%s.out", crops[k]);
+        snprintf(what, sizeof(what), "resized_crop of the %dx%d box at (%d, %d) to %d px, bicubic", (int)box[2], (int)box[3],
+                 (int)box[0], (int)box[1], s);
+        aug_check(what, key, out, (size_t)3 * s * s, AUG_TOL);
+    }
+    // the whole image at its own size comes back bit for bit (eval_view relies on it)
+    crop_resize(out, img[0], 3, 32, 0, 0, 32, 32, 32);
+    int same = 1;
+    for (int i = 0; i < 3 * 32 * 32; i++) same &= out[i] == img[0][i] / 255.0f;
+    report(same, "a bicubic resize that keeps the size is the identity, bit for bit");
+    // the operations after the crop, each alone, on a float image in [0, 1]
+    const float *in = ref("aug.jitter_in")->data;
+    size_t n = 3 * 32 * 32, bytes = n * sizeof(float);
+    memcpy(x, in, bytes);
+    hflip(x, 3, 32);
+    aug_check("hflip", "aug.hflip.out", x, n, 0.0f);
+    const char *names[5] = { "brightness", "contrast", "saturation", "hue_pos", "hue_neg" };
+    void (*adjust[5])(float *, int, int, float) = { adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue, adjust_hue };
+    for (int k = 0; k < 5; k++) {
+        float factor = ref("aug.%s.factor", names[k])->data[0];
+        memcpy(x, in, bytes);
+        adjust[k](x, 3, 32, factor);
+        snprintf(key, sizeof(key), "aug.%s.out", names[k]);
+        snprintf(what, sizeof(what), "adjust_%.*s(%g)", k < 3 ? 10 : 3, names[k], factor);
+        aug_check(what, key, x, n, AUG_TOL);
+    }
+    // ColorJitter with its draws given: the four in the drawn order (one where it matters:
+    // the hue rotation before the saturation blend and clamps between them)
+    CropDraws d = { 0 };
+    const float *order = ref("aug.jitter.order")->data, *factor = ref("aug.jitter.factors")->data;
+    for (int i = 0; i < 4; i++) d.order[i] = (int)order[i];
+    d.brightness = factor[0]; d.contrast = factor[1]; d.saturation = factor[2]; d.hue = factor[3];
+    memcpy(x, in, bytes);
+    color_jitter(x, 3, 32, &d);
+    snprintf(what, sizeof(what), "ColorJitter in the order %d %d %d %d (0 brightness .. 3 hue)", d.order[0], d.order[1], d.order[2], d.order[3]);
+    aug_check(what, "aug.jitter.out", x, n, AUG_TOL);
+    memcpy(x, in, bytes);
+    rgb_to_grayscale(x, 32);
+    aug_check("rgb_to_grayscale, 3 output channels", "aug.gray.out", x, n, AUG_TOL);
+    // gaussian_blur with kernel 2 rad + 1 and 'reflect' borders, up to a kernel wider than the image
+    const char *blurs[4] = { "blur_small", "blur_mid", "blur_large", "blur_wide" };
+    for (int k = 0; k < 4; k++) {
+        const RefTensor *bin = ref("aug.%s.in", blurs[k]);
+        float sigma = ref("aug.%s.sigma", blurs[k])->data[0];
+        int s = bin->dims[1], kernel = (int)ref("aug.%s.kernel", blurs[k])->data[0];
+        memcpy(x, bin->data, bin->n * sizeof(float));
+        gaussian_blur(x, 3, s, sigma);
+        snprintf(key, sizeof(key), "aug.%s.out", blurs[k]);
+        snprintf(what, sizeof(what), "gaussian_blur sigma %g on %d px, kernel %d (ours %d)", sigma, s, kernel, 2 * blur_radius(sigma) + 1);
+        if (2 * blur_radius(sigma) + 1 != kernel) report(0, "%s: not the kernel of the reference", what);
+        else aug_check(what, key, x, bin->n, AUG_TOL);
+    }
+    memcpy(x, ref("aug.solarize.in")->data, bytes);
+    solarize(x, 3, 32);
+    aug_check("solarize, threshold 128/255", "aug.solarize.out", x, n, 0.0f);
+    const float *mean = ref("aug.normalize.mean")->data, *std = ref("aug.normalize.std")->data;
+    memcpy(x, in, bytes);
+    normalize(x, 3, 32, mean, std);
+    aug_check("normalize", "aug.normalize.out", x, n, 4 * AUG_TOL);
+    // whole crops, every operation in DataAugmentationDINO's order, with the draws given
+    // (the file's vector is CropDraws field by field from top)
+    Config c = default_config();
+    for (int ch = 0; ch < 3; ch++) { c.mean[ch] = mean[ch]; c.std[ch] = std[ch]; }
+    const char *pipes[2] = { "pipe_global", "pipe_local" };
+    for (int k = 0; k < 2; k++) {
+        const float *v = ref("aug.%s.draws", pipes[k])->data;
+        int s = (int)ref("aug.%s.size", pipes[k])->data[0], im = (int)ref("aug.%s.image", pipes[k])->data[0];
+        CropDraws p = { 0 };
+        p.top = (int)v[0]; p.left = (int)v[1]; p.h = (int)v[2]; p.w = (int)v[3];
+        p.flip = (int)v[4]; p.jitter = (int)v[5];
+        for (int i = 0; i < 4; i++) p.order[i] = (int)v[6 + i];
+        p.brightness = v[10]; p.contrast = v[11]; p.saturation = v[12]; p.hue = v[13];
+        p.gray = (int)v[14]; p.blur = (int)v[15]; p.sigma = v[16]; p.solarize = (int)v[17];
+        apply_crop(out, img[im], 3, 32, s, &p, &c);
+        snprintf(key, sizeof(key), "aug.%s.out", pipes[k]);
+        snprintf(what, sizeof(what), "pipeline of a %s crop (flip %d, jitter %d, gray %d, blur %d, solarize %d)",
+                 k == 0 ? "global 2" : "local", p.flip, p.jitter, p.gray, p.blur, p.solarize);
+        aug_check(what, key, out, (size_t)3 * s * s, 4 * AUG_TOL);
+    }
+}
+
+// A drawn value's range: every draw inside [lo, hi] (with 1e-6 for the float rounding of
+// the draw's arithmetic), and the smallest and largest within 1% of the width of the ends,
+// so a narrowed range fails as well as a widened one.
+typedef struct { double lo, hi, min, max; int n, outside; } DrawRange;
+
+static DrawRange draw_range(double lo, double hi) { DrawRange r = { lo, hi, INFINITY, -INFINITY, 0, 0 }; return r; }
+static void draw_add(DrawRange *r, double v) {
+    if (v < r->lo - 1e-6 || v > r->hi + 1e-6) r->outside++;
+    r->min = fmin(r->min, v); r->max = fmax(r->max, v); r->n++;
+}
+static void draw_report(const DrawRange *r, const char *what) {
+    double w = r->hi - r->lo;
+    report(r->n > 0 && r->outside == 0 && r->min - r->lo <= 0.01 * w && r->hi - r->max <= 0.01 * w,
+           "%s: %d draws in [%g, %g], from %.4f to %.4f (%d outside)", what, r->n, r->lo, r->hi, r->min, r->max, r->outside);
+}
+// a frequency within 4 standard deviations of its probability (exactly it for p 0 or 1)
+static int near_p(int count, int n, double p) { return n > 0 && fabs((double)count / n - p) <= 4.0 * sqrt(p * (1 - p) / n) + 1e-12; }
+
+static void test_augment_draws(void) {
+    Config c = default_config();
+    int S = c.img_size, N = 10000;
+    DrawRange area_g = draw_range(c.global_scale_min, 1.0), area_l = draw_range(c.local_scale_min, c.local_scale_max);
+    DrawRange aspect = draw_range(3.0 / 4.0, 4.0 / 3.0), bright = draw_range(0.6, 1.4), contrast = draw_range(0.6, 1.4);
+    DrawRange sat = draw_range(0.8, 1.2), hue = draw_range(-0.1, 0.1), sigma = draw_range(0.1, 2.0);
+    int total = 0, flips = 0, jitters = 0, grays = 0, blurs[3] = { 0 }, solarized[3] = { 0 }, fallbacks = 0;
+    int box_ok = 1, perm_ok = 1, top_edges[2] = { 0 }, left_edges[2] = { 0 }, at[4][4] = { { 0 } };
+    for (int i = 0; i < N; i++)
+        for (int kind = 0; kind < 3; kind++) {
+            // the streams of make_crops: (seed, step, image, crop); crop 2 is the first local one
+            Rng r = rng_stream(c.seed, i, 0, kind);
+            int s = kind < 2 ? S : c.local_size;
+            CropDraws d;
+            draw_crop(&d, 3, S, s, kind, &c, &r);
+            total++;
+            if (d.area == 0.0f) { // all 10 tries failed: the whole image
+                fallbacks++;
+                box_ok &= d.top == 0 && d.left == 0 && d.h == S && d.w == S;
+            } else {
+                draw_add(kind < 2 ? &area_g : &area_l, d.area);
+                draw_add(&aspect, d.aspect);
+                float target = (float)S * S * d.area;
+                box_ok &= d.w == (int)lrintf(sqrtf(target * d.aspect)) && d.h == (int)lrintf(sqrtf(target / d.aspect));
+                box_ok &= d.top >= 0 && d.top <= S - d.h && d.left >= 0 && d.left <= S - d.w;
+                top_edges[0] += d.top == 0; top_edges[1] += d.top == S - d.h;
+                left_edges[0] += d.left == 0; left_edges[1] += d.left == S - d.w;
+            }
+            flips += d.flip;
+            if (d.jitter) {
+                jitters++;
+                draw_add(&bright, d.brightness); draw_add(&contrast, d.contrast);
+                draw_add(&sat, d.saturation); draw_add(&hue, d.hue);
+                int seen = 0;
+                for (int o = 0; o < 4; o++) { seen |= 1 << d.order[o]; at[o][d.order[o]]++; }
+                perm_ok &= seen == 15;
+            }
+            grays += d.gray;
+            blurs[kind] += d.blur;
+            if (d.blur) draw_add(&sigma, d.sigma / (s / (kind < 2 ? 224.0 : 96.0))); // back to the official 224 / 96 px
+            solarized[kind] += d.solarize;
+        }
+    draw_report(&area_g, "RandomResizedCrop area fraction of global crops");
+    draw_report(&area_l, "RandomResizedCrop area fraction of local crops");
+    draw_report(&aspect, "RandomResizedCrop aspect ratio");
+    report(box_ok && fallbacks < total / 1000 && top_edges[0] && top_edges[1] && left_edges[0] && left_edges[1],
+           "the crop box is the drawn area and aspect rounded, inside the image, reaching both edges (%d of %d fell back to the whole image)",
+           fallbacks, total);
+    draw_report(&bright, "ColorJitter brightness factor (0.4)");
+    draw_report(&contrast, "ColorJitter contrast factor (0.4)");
+    draw_report(&sat, "ColorJitter saturation factor (0.2)");
+    draw_report(&hue, "ColorJitter hue factor (0.1)");
+    draw_report(&sigma, "GaussianBlur sigma, scaled back to 224 / 96 px");
+    int order_ok = perm_ok;
+    for (int o = 0; o < 4; o++)
+        for (int op = 0; op < 4; op++) order_ok &= near_p(at[o][op], jitters, 0.25);
+    report(order_ok, "ColorJitter's order is a random permutation: each operation at each place 1/4 of the time (place 1: %d %d %d %d of %d)",
+           at[0][0], at[0][1], at[0][2], at[0][3], jitters);
+    report(near_p(flips, total, 0.5) && near_p(jitters, total, 0.8) && near_p(grays, total, 0.2),
+           "probabilities: flip %.4f (0.5), colour jitter %.4f (0.8), grayscale %.4f (0.2) over %d crops", (double)flips / total,
+           (double)jitters / total, (double)grays / total, total);
+    report(near_p(blurs[0], N, 1.0) && near_p(blurs[1], N, 0.1) && near_p(blurs[2], N, 0.5),
+           "blur probability: global crop 1 %.4f (1.0), global crop 2 %.4f (0.1), local %.4f (0.5)", (double)blurs[0] / N,
+           (double)blurs[1] / N, (double)blurs[2] / N);
+    report(near_p(solarized[0], N, 0.0) && near_p(solarized[1], N, 0.2) && near_p(solarized[2], N, 0.0),
+           "solarisation probability: global crop 1 %.4f (0), global crop 2 %.4f (0.2), local %.4f (0)", (double)solarized[0] / N,
+           (double)solarized[1] / N, (double)solarized[2] / N);
+    // 1-channel data never draws grayscale
+    int grey_gray = 0;
+    for (int i = 0; i < 1000; i++) { Rng r = rng_stream(c.seed, i, 0, 0); CropDraws d; draw_crop(&d, 1, S, S, 0, &c, &r); grey_gray += d.gray; }
+    report(grey_gray == 0, "1-channel images are never turned grayscale");
+    // make_crops is draw_crop's draws of stream (seed, step, image, crop) applied by apply_crop
+    Dataset ds = { 0 };
+    make_synthetic(&ds, 10, 99, 0);
+    int idx[3] = { 7, 2, 9 }, B = 3, ncrops = 2 + c.n_local;
+    size_t gsize = (size_t)3 * S * S, lsize = (size_t)3 * c.local_size * c.local_size;
+    float *g = zeros(2 * B * gsize), *l = zeros((size_t)c.n_local * B * lsize), *one = zeros(gsize);
+    make_crops(g, l, &ds, idx, B, &c, 41);
+    int same = 1;
+    for (int b = 0; b < B; b++)
+        for (int j = 0; j < ncrops; j++) {
+            Rng r = rng_stream(c.seed, 41, idx[b], j);
+            int s = j < 2 ? S : c.local_size;
+            CropDraws d;
+            draw_crop(&d, 3, 32, s, j < 2 ? j : 2, &c, &r);
+            apply_crop(one, ds.pixels + (size_t)idx[b] * 3072, 3, 32, s, &d, &c);
+            const float *got = j < 2 ? g + ((size_t)j * B + b) * gsize : l + ((size_t)(j - 2) * B + b) * lsize;
+            same &= memcmp(got, one, (j < 2 ? gsize : lsize) * sizeof(float)) == 0;
+        }
+    report(same, "make_crops gives apply_crop of draw_crop's draws from the stream (seed, step, image, crop), bit for bit");
+    free(g); free(l); free(one);
+    dataset_free(&ds);
+}
+
 static void test_knn(void) {
     // two clusters on the unit circle; test points near each; k-NN must get them all
     int ntr = 40, nte = 10, D = 2;
@@ -2158,6 +2394,7 @@ static void test_fuzz_regressions(void) {
 
 int main(void) {
     load_reference("data/reference.bin");
+    load_reference("data/augment_reference.bin");
 #ifdef _OPENMP
     printf("OpenMP: %d threads\n", omp_get_max_threads());
 #endif
@@ -2192,6 +2429,8 @@ int main(void) {
     test_image_folder_loader();
     test_synthetic();
     test_augmentation();
+    test_augment_against_torchvision();
+    test_augment_draws();
     test_knn();
     test_batch_indices();
     test_resume_equals_uninterrupted();
