@@ -3,7 +3,7 @@ CC ?= cc
 
 # -O3 and -march=native let the compiler unroll and vectorise the plain loops (there are no
 # intrinsics in dino.c); each is kept only if the compiler accepts it.
-CFLAGS ?= -O3 -Wall -Wextra -Wno-unused-function
+CFLAGS ?= -O3 -fno-math-errno -Wall -Wextra -Wno-unused-function
 CFLAGS += $(shell $(CC) -march=native -x c -E /dev/null >/dev/null 2>&1 && echo -march=native)
 # With -march=native on an AVX-512 CPU, GCC still prefers 256-bit vectors for the loops it
 # vectorises on its own (those without simdlen(16)): layernorm, the epilogues.
