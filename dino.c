@@ -6,10 +6,12 @@ image features without labels.
 What is in here, in the order a reader of the paper meets it:
   1. small utilities (checked I/O and allocation, a seeded RNG, a timer)
   2. the layers, each forward followed by its backward: patch embedding, the position
-     table with its bicubic resize, layernorm, matmul, attention, GELU, residual with
-     drop path, L2-normalisation (also the weight-normalised last layer), the DINO loss
-  3. the model: config, parameters in one contiguous block, activations, the backbone
-     (ViT) and the DINO head, forward and backward
+     table with its bicubic resize, layernorm, GELU, the matrix product (where all the
+     speed is: a blocked, register-tiled product next to the plain triple loop it must
+     equal) and the linear layer, attention, the MLP, residual with drop path,
+     L2-normalisation (also the weight-normalised last layer), the DINO loss
+  3. the model: config, parameters in one contiguous block, activations, a transformer
+     block (as the official Block), the backbone (ViT) and the DINO head, forward and backward
   4. the DINO training mechanics that are not layers: schedules, per-tensor gradient
      clipping, the frozen last layer, AdamW, the EMA teacher, the center
   5. checkpoints
@@ -23,8 +25,10 @@ What is in here, in the order a reader of the paper meets it:
 
 What is not in here: no BLAS, no intrinsics, no autograd. Every backward pass is written
 by hand next to its forward, checked against finite differences and against PyTorch
-(test_dino.c, data/reference.py). A few OpenMP pragmas sit on the hot loops; every one of
-them writes disjoint memory, so results do not depend on the number of threads.
+(test_dino.c, data/reference.py). OpenMP: PRAGMA_PARALLEL pragmas share loops among threads,
+each over rows, (image, head) pairs or tensors that write disjoint memory, so results do
+not depend on the number of threads; PRAGMA_SIMD more (`omp simd`) tell the compiler a
+loop's sums may be vectorised, the same with or without OpenMP (-fopenmp-simd).
 
 Size letters used in shapes throughout:
   B   batch (images)             R   rows = images in one pass (e.g. 2 global crops x B)
@@ -167,7 +171,11 @@ static float rng_trunc_normal(Rng *r, float std) {
 
 // ----------------------------------------------------------------------------
 // 2. the layers. Forward, then backward. Backward functions ACCUMULATE (+=) into the
-// gradients of parameters and inputs; the caller zeroes them first.
+// gradients of parameters and of the residual stream, which the caller zeroes first; the
+// gradient of a layer's own input, which nothing else adds to, is written (=) instead, so
+// that no buffer needs zeroing before it (a memset per layer less: 6% of a step, README).
+// The speed is in one place, the matrix product (matmul_rows, further down); the layers
+// around it are plain loops.
 
 // Patch embedding is a convolution with kernel = stride = P. We unfold each P x P patch
 // of the image into a row of C*P*P numbers, in the (channel, y, x) order of the
@@ -286,40 +294,33 @@ void pos_resize_backward(float *dpos, const float *dout, const float *W, int Nin
 
 // LayerNorm over the last dimension, eps 1e-6 as in the official ViT (not PyTorch's 1e-5).
 #define LN_EPS 1e-6f
-// One row: y = (x - mean) / sqrt(var + eps) * weight + bias, mean and rstd kept for the backward
-static void layernorm_row(float *y, float *mean, float *rstd, const float *x, const float *weight, const float *bias, int C) {
-    float m = 0.0f;
-    #pragma omp simd reduction(+ : m)
-    for (int i = 0; i < C; i++) m += x[i];
-    m /= C;
-    float v = 0.0f;
-    #pragma omp simd reduction(+ : v)
-    for (int i = 0; i < C; i++) { float d = x[i] - m; v += d * d; }
-    v /= C;
-    float s = 1.0f / sqrtf(v + LN_EPS);
-    for (int i = 0; i < C; i++) y[i] = (x[i] - m) * s * weight[i] + bias[i];
-    *mean = m;
-    *rstd = s;
-}
-
 void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
                        const float *bias, int N, int C) {
-    // out, inp are (N, C); mean, rstd are (N) and kept for the backward pass. The network
-    // runs each of its norms but the first fused into the product before it (matmul_residual_forward).
+    // out, inp are (N, C); mean, rstd are (N), kept for the backward pass
+    // y = (x - mean) / sqrt(var + eps) * weight + bias
     #pragma omp parallel for
-    for (int n = 0; n < N; n++) layernorm_row(out + (size_t)n * C, mean + n, rstd + n, inp + (size_t)n * C, weight, bias, C);
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        float m = 0.0f;
+        #pragma omp simd reduction(+ : m)
+        for (int i = 0; i < C; i++) m += x[i];
+        m /= C;
+        float v = 0.0f;
+        #pragma omp simd reduction(+ : v)
+        for (int i = 0; i < C; i++) { float d = x[i] - m; v += d * d; }
+        v /= C;
+        float s = 1.0f / sqrtf(v + LN_EPS), *y = out + (size_t)n * C;
+        for (int i = 0; i < C; i++) y[i] = (x[i] - m) * s * weight[i] + bias[i];
+        mean[n] = m;
+        rstd[n] = s;
+    }
 }
 
 #define LN_CHUNK 32 // rows per task of layernorm_backward
-// dbranch, if not NULL: also dbranch = scale[r] * dinp for the T rows of each image r (scale
-// NULL: 1), from the finished rows of dinp while they are in cache. In the network the input
-// of a norm is the output of a residual add x + scale * branch, and this is that add's
-// backward (residual_backward_branch) for the branch before the norm.
 void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
-                        const float *weight, const float *mean, const float *rstd, int N, int C,
-                        float *dbranch, const float *scale, int T) {
+                        const float *weight, const float *mean, const float *rstd, int N, int C) {
     // forward: y = (x - mean) * rstd * weight + bias
-    // dx = rstd * (dnorm - mean(dnorm) - norm * mean(dnorm * norm)), dnorm = dy * weight
+    // dx += rstd * (dnorm - mean(dnorm) - norm * mean(dnorm * norm)), dnorm = dy * weight
     // dweight += sum over rows of dy * norm, dbias += sum of dy: each chunk of LN_CHUNK rows
     // sums its own rows while it has them in cache, and the chunks add their sums in chunk
     // order (ordered), so the result does not depend on the number of threads
@@ -346,10 +347,6 @@ void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *
                 dx[i] += s * (dy[i] * weight[i] - dnorm_mean - norm * dnorm_norm_mean);
                 dw[i] += dy[i] * norm;
                 db[i] += dy[i];
-            }
-            if (dbranch != NULL) {
-                float sc = scale != NULL ? scale[n / T] : 1.0f, *dbr = dbranch + (size_t)n * C;
-                for (int i = 0; i < C; i++) dbr[i] = sc * dx[i];
             }
         }
         #pragma omp ordered
@@ -391,86 +388,77 @@ static inline float gelu(float x) { return x * normal_cdf(x); }
 // y = x Phi(x)  ->  dy/dx = Phi(x) + x phi(x), phi the standard normal density
 static inline float gelu_grad(float x) { return normal_cdf(x) + x * INV_SQRT_2PI * exp_simd(-0.5f * x * x); }
 
-// The GELU layers on their own. The network applies them fused into the products next to
-// them instead (matmul_gelu_forward, matmul_gelu_backward below): the same operations on
-// the same values, without a pass of their own over memory.
-void gelu_forward(float *restrict out, const float *restrict inp, size_t N) {
-    #pragma omp parallel for simd simdlen(16)
-    for (size_t i = 0; i < N; i++) out[i] = gelu(inp[i]);
+// The GELU layer (nn.GELU). grad, if not NULL, gets gelu'(x) for the backward pass: the
+// forward has Phi(x) at hand, where a backward from x would compute it again (keeping gelu'
+// instead of x: 1373 -> 1293 ms per benchmark step, README).
+void gelu_forward(float *restrict out, float *restrict grad, const float *restrict inp, size_t N) {
+    if (grad == NULL) {
+        #pragma omp parallel for simd simdlen(16)
+        for (size_t i = 0; i < N; i++) out[i] = gelu(inp[i]);
+    } else {
+        #pragma omp parallel for simd simdlen(16)
+        for (size_t i = 0; i < N; i++) { out[i] = gelu(inp[i]); grad[i] = gelu_grad(inp[i]); }
+    }
 }
 
-void gelu_backward(float *dinp, const float *inp, const float *dout, size_t N) {
-    // Writes dinp (may alias dout).
+void gelu_backward(float *dinp, const float *grad, const float *dout, size_t N) {
+    // forward: y = gelu(x)  ->  dx = gelu'(x) dy, with grad = gelu'(x) from the forward.
+    // Writes dinp, which may be dout (in place).
     #pragma omp parallel for simd simdlen(16)
-    for (size_t i = 0; i < N; i++) dinp[i] = gelu_grad(inp[i]) * dout[i];
+    for (size_t i = 0; i < N; i++) dinp[i] = grad[i] * dout[i];
 }
 
-// All three products of a linear layer have the form Cm (M, Nc) += A (M, K) @ B (K, Nc), with
-// A and B read through strides, so a transposed operand is never copied as a whole:
-//   forward   out (N, OC)      = inp (N, C)       @ weight^T (C, OC)  + bias
-//   backward  dinp (N, C)     += dout (N, OC)     @ weight (OC, C)
-//             dweight (OC, C) += dout^T (OC, N)   @ inp (N, C),  dbias += row sums of dout^T
-// Blocking: a thread takes MM_MC rows of Cm at a time. For each slice of MM_KC values of k and
-// each strip of MM_NR columns, it copies that piece of B into Bp (contiguous, zero padded past
-// Nc), then sums every MM_MR x MM_NR tile of Cm in registers: acc is 6 x 64 floats = 24 AVX-512
-// registers, and each k loads 64 floats of Bp once and uses them for 6 rows of A.
-// Each element of Cm is summed by one thread in one order (k slices in order, k in order inside
-// a slice) whatever the blocks and the number of threads: results are bit-identical for any.
+// ----------------------------------------------------------------------------
+// The matrix product: all of dino.c's speed is in the next hundred lines.
+//
+// Every product in dino.c, the linear layers' three and the attention's, is
+//   C (M, N) = bias + A (M, K) B (K, N)    or, with accumulate,    C += A B
+// with A, B and C read through strides, so that a transposed operand is never copied:
+//   A(i,k) = A[i*sai + k*sak],   B(k,j) = B[k*sbk + j*sbj],   C(i,j) = C[i*ldc + j].
+// matmul_reference is the definition, a plain triple loop. matmul_rows computes the same in
+// blocks: a thread takes MM_MC rows of C at a time; for each slice of MM_KC values of k and
+// each strip of MM_NR columns it copies that piece of B into Bp (contiguous, zero padded past
+// N), then sums every MM_MR x MM_NR tile of C in registers: acc is 6 x 64 floats = 24 AVX-512
+// registers, and each k loads 64 floats of Bp once and uses them for 6 rows of A. The
+// compiler vectorises the j loops (no intrinsics). Each element of C is summed by one thread
+// in one order (k slices in order, k in order inside a slice) whatever the blocks and the
+// number of threads, so results are bit-identical for any. test_dino.c compares the two.
 #define MM_MR 6     // rows of the register tile
 #define MM_NR 64    // columns of the register tile (4 vectors of 16 floats)
 #define MM_KC 256   // k slice: Bp is KC x NR floats = 64 KB on the stack
 #define MM_MC (84 * MM_MR)  // rows per work unit at most, 504 (its slice of A stays in L2); a multiple of MR
 
-// What a product does to Cm once it is complete, a thread's block of rows one strip of
-// columns at a time, right after the strip's last k slice while it is still in cache
-// (the GELUs earlier still: on each register tile's sums, tile_product): the elementwise
-// layer next to a linear layer, fused into its product so that layer needs no pass of its
-// own over memory; after a residual add also the norm that follows it, once the block's
-// rows are whole. The operations are those of the layer's own function
-// (gelu_forward, gelu_backward, residual_forward, layernorm_forward's layernorm_row), so
-// results are bit-identical.
-enum { EPI_GELU, EPI_GELU_KEEP_GRAD, EPI_MUL, EPI_RESIDUAL };
-// A LayerNorm's output: out (N, C), and mean, rstd (N) for its backward; its weight and bias (C).
-typedef struct { float *out, *mean, *rstd; const float *weight, *bias; } NormOut;
-typedef struct {
-    int kind;
-    float *act;         // EPI_GELU: act = gelu(h), h the finished sums, Cm itself is scratch (act may be Cm);
-                        // EPI_GELU_KEEP_GRAD: act = gelu(h), Cm = gelu'(h); laid out as Cm
-    const float *x;     // EPI_MUL: Cm = x * Cm;  EPI_RESIDUAL: Cm = x + scale * Cm; laid out as Cm
-    const float *scale; // EPI_RESIDUAL: one per image (NULL: 1), of rows_per_image rows of Cm each
-    int rows_per_image;
-    const NormOut *norm; // EPI_RESIDUAL: then, if not NULL, the LayerNorm of each row of Cm once the row is complete
-} Epilogue;
-
-// A LayerNorm's output given by its input x (N, C), to be computed as it is read: row k is
-// (x_k - mean[k stride]) * rstd[k stride] * weight + bias (layernorm_row's operations). The
-// student does not keep its norms' outputs for the backward pass (backbone_forward).
-typedef struct { const float *mean, *rstd, *weight, *bias; size_t stride; } NormIn;
-
-// A product on the rows of some images only: images img[0 .. n-1] of T rows each, so M = n T
-// of the rows of A and Cm take part (NULL: all M rows). Drop path uses it to skip the images
-// whose branch it drops (backbone_forward).
-typedef struct { const int *img; int n, T; } Rows;
-static inline size_t row_index(const Rows *rows, int i) {
-    return rows == NULL ? (size_t)i : (size_t)rows->img[i / rows->T] * rows->T + i % rows->T;
+// Each C(i,j) one dot product over k. matmul_rows also uses it for the last one or two
+// columns of a product (the attention's scores at 65 or 17 tokens), for which a strip of
+// its own would be 16 columns wide.
+static void matmul_reference(float *C, size_t ldc, const float *A, size_t sai, size_t sak, const float *B, size_t sbk,
+                             size_t sbj, const float *bias, int accumulate, int M, int N, int K) {
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            const float *a = A + i * sai, *b = B + j * sbj;
+            float dot = 0.0f;
+            if (sak == 1 && sbk == 1) { // both contiguous in k (the attention's): plain vector loads
+                #pragma omp simd simdlen(16) reduction(+ : dot)
+                for (int k = 0; k < K; k++) dot += a[k] * b[k];
+            } else {
+                #pragma omp simd simdlen(16) reduction(+ : dot)
+                for (int k = 0; k < K; k++) dot += a[k * sak] * b[k * sbk];
+            }
+            float *c = C + i * ldc + j;
+            *c = (accumulate ? *c : bias != NULL ? bias[j] : 0.0f) + dot;
+        }
 }
 
-// One register tile of Cm, its rows c[0..mr-1] (at the tile's first column) nr columns wide:
+// One register tile: rows c[0..mr-1] of C (at the tile's first column), nr columns, get
 // init + rows a[0..MR-1] of A (k = 0 .. kc-1, step sak) times Bp (kc, W), Bp's rows MM_NR
-// floats apart; init is Cm itself, or the bias (at the tile's first column; NULL: 0) when
-// first is set. act: NULL, or on the last k slice of a GELU product the tile's rows of act,
-// which get gelu of the sums while they are in registers; c is not written then, or with
-// keep_grad (EPI_GELU_KEEP_GRAD) gets gelu' of the sums.
-// W is 64, 48, 32 or 16, a constant in each call, so the compiler unrolls j and keeps acc in
-// registers: the last strip of a product whose width is not a multiple of 64 (in the
-// attention: 16 score columns at T = 17, heads of 32 dimensions) costs one to three vectors
-// per row, not four.
-static inline __attribute__((always_inline)) void tile_product(float *const c[MM_MR], float *const act[MM_MR], int mr, int nr,
-                                                               const float *const a[MM_MR], size_t sak, const float *Bp,
-                                                               int kc, int first, const float *bias, int W, int keep_grad) {
-    // acc starts as k = 0's products (kc >= 1), not as zeros: an initialiser of the whole
-    // array is a call to memset in the tiles narrower than 64 (the attention's), which keep
-    // acc in memory for the stores below
+// floats apart; init is C itself, or the bias (at the tile's first column; NULL: 0) when
+// first is set. W is 64, 48, 32 or 16, a constant in each call, so the compiler unrolls j
+// and keeps acc in registers: the last strip of a product narrower than 64 (in the
+// attention: 16 score columns at T = 17, heads of 32 dimensions) costs one to three
+// vectors per row, not four. acc starts as k = 0's products, not as zeros: an initialiser
+// of the whole array is a call to memset in the narrow tiles (0.9% of a step).
+static inline __attribute__((always_inline)) void tile_product(float *const c[MM_MR], int mr, int nr, const float *const a[MM_MR],
+                                                               size_t sak, const float *Bp, int kc, int first, const float *bias, int W) {
     float acc[MM_MR][MM_NR];
     for (int r = 0; r < MM_MR; r++) {
         float ar = a[r][0];
@@ -485,155 +473,75 @@ static inline __attribute__((always_inline)) void tile_product(float *const c[MM
             for (int j = 0; j < W; j++) acc[r][j] += ar * b[j];
         }
     }
-    for (int r = 0; r < mr; r++) {
-        if (act == NULL) {
-            // one loop for the three cases: on its own, the plain copy c[j] = acc[r][j] is compiled
-            // as an inline memcpy of 8-byte moves (GCC's idiom), a third of the attention's products
-            for (int j = 0; j < nr; j++) c[r][j] = (!first ? c[r][j] : bias != NULL ? bias[j] : 0.0f) + acc[r][j];
-            continue;
-        }
-        // the GELU here rather than in a pass over the strip (apply_epilogue), fc1 on 14848 rows:
-        // 18.0-18.6 -> 15.9-16.1 ms; with keep_grad 20.9-22.0 -> 19.3-20.6 ms
-        float *h = acc[r];
-        #pragma omp simd simdlen(16)
-        for (int j = 0; j < nr; j++) h[j] = (!first ? c[r][j] : bias != NULL ? bias[j] : 0.0f) + h[j];
-        if (keep_grad) {
-            #pragma omp simd simdlen(16)
-            for (int j = 0; j < nr; j++) { act[r][j] = gelu(h[j]); c[r][j] = gelu_grad(h[j]); }
-        } else {
-            #pragma omp simd simdlen(16)
-            for (int j = 0; j < nr; j++) act[r][j] = gelu(h[j]);
-        }
-    }
+    // one loop for the three cases: on its own, the plain copy c[j] = acc[r][j] is compiled
+    // as an inline memcpy of 8-byte moves (GCC's idiom), a third of the attention's products
+    for (int r = 0; r < mr; r++)
+        for (int j = 0; j < nr; j++) c[r][j] = (!first ? c[r][j] : bias != NULL ? bias[j] : 0.0f) + acc[r][j];
 }
 
-// The epilogue on rows m0 .. m0+mc-1 (row_index of rows), columns n0 .. n0+nr-1 of Cm, just summed (in L2).
-static void apply_epilogue(const Epilogue *epi, float *Cm, size_t ldc, const Rows *rows, int m0, int mc, int n0, int nr) {
-    for (int i = m0; i < m0 + mc; i++) {
-        size_t row = row_index(rows, i), o = row * ldc + n0;
-        float *c = Cm + o;
-        if (epi->kind == EPI_MUL) { // (the GELUs are done in tile_product)
-            const float *x = epi->x + o;
-            #pragma omp simd
-            for (int j = 0; j < nr; j++) c[j] = x[j] * c[j];
-        } else if (epi->kind == EPI_RESIDUAL) {
-            const float *x = epi->x + o;
-            float s = epi->scale != NULL ? epi->scale[row / epi->rows_per_image] : 1.0f;
-            #pragma omp simd
-            for (int j = 0; j < nr; j++) c[j] = x[j] + s * c[j];
-        }
-    }
-}
-
-// One product Cm (M, Nc) = or += A (M, K) B (K, Nc), its operands read through strides, and
-// what comes with it. The callers name the fields they use; the others are 0 (NULL).
-typedef struct {
-    float *Cm; size_t ldc;            // Cm(i,j) = Cm[i*ldc + j]
-    const float *A; size_t sai, sak;  // A(i,k) = A[i*sai + k*sak]
-    const float *B; size_t sbk, sbj;  // B(k,j) = B[k*sbk + j*sbj]
-    int M, Nc, K;
-    int overwrite;                    // Cm = bias + A B instead of Cm += A B
-    const float *bias;                // (Nc), or NULL: 0
-    float *rowsum;                    // if not NULL, gets += the row sums of A (a bias's gradient)
-    const Epilogue *epi;              // NULL, or what to do with Cm once it is complete
-    const Rows *rows;                 // NULL, or the rows of A and Cm that take part (row i is
-                                      // row_index(rows, i); not with rowsum)
-    const NormIn *bnorm;              // NULL, or B is that LayerNorm of B's rows (sbj = 1)
-} Product;
-
-// Rows m0 .. m0+mc-1 of p's Cm (mc <= MM_MC), on the calling thread.
-static void matmul_rows(const Product *p, int m0, int mc) {
-    float *Cm = p->Cm;
-    const float *A = p->A, *B = p->B, *bias = p->bias;
-    size_t ldc = p->ldc, sai = p->sai, sak = p->sak, sbk = p->sbk, sbj = p->sbj;
-    int M = p->M, Nc = p->Nc, K = p->K;
-    float *rowsum = p->rowsum;
-    const Epilogue *epi = p->epi;
-    const Rows *rows = p->rows;
-    const NormIn *bnorm = p->bnorm;
-    float rs[MM_MC];
-    if (rowsum != NULL) memset(rs, 0, sizeof(rs));
+// Rows m0 .. m0+mc-1 of C (mc <= MM_MC), on the calling thread.
+static void matmul_rows(float *C, size_t ldc, const float *A, size_t sai, size_t sak, const float *B, size_t sbk, size_t sbj,
+                        const float *bias, int accumulate, int M, int N, int K, int m0, int mc) {
+    int tail = N % 16 <= 2 ? N % 16 : 0, Nt = N - tail; // the last tail columns as dot products
     for (int k0 = 0; k0 < K; k0 += MM_KC) {
-        int kc = imin(MM_KC, K - k0), first = p->overwrite && k0 == 0;
-        const Epilogue *last = k0 + kc == K ? epi : NULL;
-        // the GELUs are done in the tiles (tile_product), the other epilogues after each strip
-        float *gelu_act = last != NULL && (last->kind == EPI_GELU || last->kind == EPI_GELU_KEEP_GRAD) ? last->act : NULL;
-        int keep_grad = gelu_act != NULL && last->kind == EPI_GELU_KEEP_GRAD;
-        if (rowsum != NULL)
-            for (int k = 0; k < kc; k++)
-                for (int i = 0; i < mc; i++) rs[i] += A[(m0 + i) * sai + (k0 + k) * sak];
-        for (int n0 = 0; n0 < Nc; n0 += MM_NR) {
-            float Bp[MM_KC * MM_NR];  // Bp[k][j] = B(k0 + k, n0 + j)
-            int nr = imin(MM_NR, Nc - n0), W = (nr + 15) / 16 * 16; // W: nr rounded up to whole vectors
-            const float *b = bias != NULL ? bias + n0 : NULL;           // the strip's columns of the bias
+        int kc = imin(MM_KC, K - k0), first = !accumulate && k0 == 0;
+        for (int n0 = 0; n0 < Nt; n0 += MM_NR) {
+            float Bp[MM_KC * MM_NR]; // Bp[k][j] = B(k0 + k, n0 + j)
+            int nr = imin(MM_NR, Nt - n0), W = (nr + 15) / 16 * 16; // W: nr rounded up to whole vectors
             for (int k = 0; k < kc; k++) {
                 const float *brow = B + (k0 + k) * sbk + n0 * sbj;
-                if (bnorm != NULL) { // (sbj = 1) B is the norm of B's rows, normed as they are copied
-                    float m = bnorm->mean[(k0 + k) * bnorm->stride], s = bnorm->rstd[(k0 + k) * bnorm->stride];
-                    const float *nw = bnorm->weight + n0, *nb = bnorm->bias + n0;
-                    for (int j = 0; j < nr; j++) Bp[k * MM_NR + j] = (brow[j] - m) * s * nw[j] + nb[j];
-                } else if (sbj == 1 && nr == MM_NR) { // a whole row of the strip, contiguous: copied a vector at a time
+                if (sbj == 1 && nr == MM_NR) { // a whole row of the strip, contiguous: copied a vector at a time
                     #pragma omp simd
                     for (int j = 0; j < MM_NR; j++) Bp[k * MM_NR + j] = brow[j];
                 } else
                     for (int j = 0; j < nr; j++) Bp[k * MM_NR + j] = brow[j * sbj];
                 for (int j = nr; j < W; j++) Bp[k * MM_NR + j] = 0.0f;
             }
+            const float *b = bias != NULL ? bias + n0 : NULL; // the strip's columns of the bias
             for (int i0 = m0; i0 < m0 + mc; i0 += MM_MR) {
-                // rows past M read row M-1 (valid memory); their results are not stored
                 const float *a[MM_MR];
-                float *c[MM_MR], *act[MM_MR];
-                for (int r = 0; r < MM_MR; r++) {
-                    size_t row = row_index(rows, imin(i0 + r, M - 1));
+                float *c[MM_MR];
+                for (int r = 0; r < MM_MR; r++) { // rows past M read row M-1 (valid memory); their results are not stored
+                    size_t row = imin(i0 + r, M - 1);
                     a[r] = A + row * sai + k0 * sak;
-                    c[r] = Cm + row * ldc + n0;
-                    act[r] = gelu_act != NULL ? gelu_act + row * ldc + n0 : NULL;
+                    c[r] = C + row * ldc + n0;
                 }
                 int mr = imin(MM_MR, m0 + mc - i0);
-                float *const *ap = gelu_act != NULL ? act : NULL;
                 switch (W) {
-                    case 64: tile_product(c, ap, mr, nr, a, sak, Bp, kc, first, b, 64, keep_grad); break;
-                    case 48: tile_product(c, ap, mr, nr, a, sak, Bp, kc, first, b, 48, keep_grad); break;
-                    case 32: tile_product(c, ap, mr, nr, a, sak, Bp, kc, first, b, 32, keep_grad); break;
-                    default: tile_product(c, ap, mr, nr, a, sak, Bp, kc, first, b, 16, keep_grad); break;
+                    case 64: tile_product(c, mr, nr, a, sak, Bp, kc, first, b, 64); break;
+                    case 48: tile_product(c, mr, nr, a, sak, Bp, kc, first, b, 48); break;
+                    case 32: tile_product(c, mr, nr, a, sak, Bp, kc, first, b, 32); break;
+                    default: tile_product(c, mr, nr, a, sak, Bp, kc, first, b, 16); break;
                 }
             }
-            if (last != NULL && gelu_act == NULL) apply_epilogue(last, Cm, ldc, rows, m0, mc, n0, nr);
         }
     }
-    if (rowsum != NULL)
-        for (int i = 0; i < mc; i++) rowsum[m0 + i] += rs[i];
-    // a norm takes whole rows: these rows of Cm are final now, after the last k slice went
-    // through every strip, and still in L2 (layernorm_forward's operations, row by row)
-    if (epi != NULL && epi->norm != NULL) {
-        const NormOut *nm = epi->norm;
-        for (int i = m0; i < m0 + mc; i++) {
-            size_t row = row_index(rows, i);
-            layernorm_row(nm->out + row * Nc, nm->mean + row, nm->rstd + row, Cm + row * ldc, nm->weight, nm->bias, Nc);
-        }
-    }
+    if (tail > 0)
+        matmul_reference(C + m0 * ldc + Nt, ldc, A + m0 * sai, sai, sak, B + Nt * sbj, sbk, sbj, bias != NULL ? bias + Nt : NULL,
+                         accumulate, mc, tail, K);
 }
 
-// All of p's Cm on the calling thread: the attention's products, one (image, head) per thread
-// of its own parallel loop (a parallel region per small product would cost more than it).
-static void matmul_serial(const Product *p) {
-    for (int m0 = 0; m0 < p->M; m0 += MM_MC) matmul_rows(p, m0, imin(MM_MC, p->M - m0));
+// The whole product on the calling thread: the attention's, one (image, head) per thread of
+// its own parallel loop (a parallel region per small product would cost more than it).
+static void matmul_serial(float *C, size_t ldc, const float *A, size_t sai, size_t sak, const float *B, size_t sbk, size_t sbj,
+                          const float *bias, int accumulate, int M, int N, int K) {
+    for (int m0 = 0; m0 < M; m0 += MM_MC) matmul_rows(C, ldc, A, sai, sak, B, sbk, sbj, bias, accumulate, M, N, K, m0, imin(MM_MC, M - m0));
 }
 
-// All of p's Cm (or its rows), the rows shared out among the threads in blocks of at most MM_MC.
-static void matmul_blocked(const Product *p) {
-    int M = p->M;
-    if (M <= 0) return; // no rows (drop path dropped every image's branch)
+// The whole product, its rows shared out among the threads in equal units of at most MM_MC
+// rows, as many units as threads (or a multiple).
+static void matmul_parallel(float *C, size_t ldc, const float *A, size_t sai, size_t sak, const float *B, size_t sbk, size_t sbj,
+                            const float *bias, int accumulate, int M, int N, int K) {
+    if (M <= 0) return;
     int threads = 1;
 #ifdef _OPENMP
     threads = omp_get_max_threads();
 #endif
-    // units of equal size, as many as the threads (or a multiple), MC <= MM_MC a multiple of MR
     int units = (M + MM_MC - 1) / MM_MC;
     units = (units + threads - 1) / threads * threads;
     int MC = ((M + units - 1) / units + MM_MR - 1) / MM_MR * MM_MR;
     #pragma omp parallel for schedule(dynamic, 1)
-    for (int m0 = 0; m0 < M; m0 += MC) matmul_rows(p, m0, imin(MC, M - m0));
+    for (int m0 = 0; m0 < M; m0 += MC) matmul_rows(C, ldc, A, sai, sak, B, sbk, sbj, bias, accumulate, M, N, K, m0, imin(MC, M - m0));
 }
 
 // out (cols, rows) = in (rows, cols) transposed, in 32 x 32 tiles that stay in cache; inside
@@ -645,137 +553,72 @@ static void transpose(float *out, const float *in, int rows, int cols) {
             for (int j = j0; j < imin(j0 + 32, cols); j++)
                 for (int i = i0; i < imin(i0 + 32, rows); i++) out[(size_t)j * rows + i] = in[(size_t)i * cols + j];
 }
+// ----------------------------------------------------------------------------
+// (the end of the matrix product; the layers again)
 
-// y = x W^T + b, the nn.Linear of PyTorch, with W stored (out, in) like PyTorch does.
-// matmul_blocked reads B = W^T a row of OC floats at a time; rows of W^T are columns of W,
-// so W is transposed once per call into a scratch buffer (it would otherwise be gathered
-// column by column for every block of rows of x). The buffer grows to the largest weight
-// on the first step and is reused after: no allocation in a training step. (One buffer:
-// matmul_forward is called from outside parallel regions only.)
+// The linear layer, y = x W^T + b, the nn.Linear of PyTorch, W stored (out, in) as PyTorch
+// stores it. The product reads B = W^T a row of OC floats at a time; rows of W^T are columns
+// of W, so W is transposed once per call into a scratch buffer (1879 -> 1818 ms per
+// benchmark step), which grows to the largest weight on the first step and is reused after.
 static float *wt_scratch = NULL;
 static size_t wt_capacity = 0;
-
-// Row n of out starts at out + n * ldo and of inp at inp + n * ldi: ldo = OC and ldi = C but
-// for a layer on some of the rows (the last block's qkv, backbone_forward). rows: NULL, or
-// the rows of out and inp that take part (then those n T rows, not N).
-static void linear_forward(float *out, size_t ldo, const float *inp, size_t ldi, const float *weight, const float *bias,
-                           int N, int C, int OC, const Epilogue *epi, const Rows *rows) {
-    size_t n = (size_t)C * OC;
-    if (n > wt_capacity) {
-        free(wt_scratch);
-        wt_scratch = (float *)mallocCheck(n * sizeof(float));
-        wt_capacity = n;
-    }
-    transpose(wt_scratch, weight, OC, C); // (C, OC)
-    int M = rows != NULL ? rows->n * rows->T : N;
-    matmul_blocked(&(Product){ .Cm = out, .ldc = ldo, .A = inp, .sai = ldi, .sak = 1, .B = wt_scratch, .sbk = OC, .sbj = 1,
-                               .M = M, .Nc = OC, .K = C, .overwrite = 1, .bias = bias, .epi = epi, .rows = rows });
-}
-
 void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC) {
     // out is (N, OC), inp is (N, C), weight is (OC, C), bias is (OC) or NULL
-    linear_forward(out, OC, inp, C, weight, bias, N, C, OC, NULL, NULL);
-}
-
-// A linear layer and the GELU after it (fc1 -> act, the head's first two layers), one pass:
-// h = inp W^T + b as matmul_forward, act = gelu(h); with keep_grad (a pass that will run
-// backward) out = gelu'(h), all that the GELU's backward needs of h. It is computed here
-// from the Phi(h) of the forward, where the backward would compute Phi again. Without
-// keep_grad h is not kept (out is scratch) and out may be act: the GELU in place (the teacher).
-// rows: NULL or the rows that take part, as in linear_forward.
-void matmul_gelu_forward(float *out, float *act, const float *inp, const float *weight, const float *bias, int N, int C, int OC,
-                         int keep_grad, const Rows *rows) {
-    Epilogue epi = { .kind = keep_grad ? EPI_GELU_KEEP_GRAD : EPI_GELU, .act = act };
-    linear_forward(out, OC, inp, C, weight, bias, N, C, OC, &epi, rows);
-}
-
-// A linear layer that ends a residual branch, and the residual add (residual_forward), one
-// pass: out = x + scale[r] * (inp W^T + b) for the T rows of each image r (scale NULL: 1);
-// and norm, if not NULL, the LayerNorm that follows in the network (layernorm_forward of out).
-// rows: NULL or the rows that take part, as in linear_forward.
-void matmul_residual_forward(float *out, const float *x, const float *scale, int T,
-                             const float *inp, const float *weight, const float *bias, int N, int C, int OC,
-                             const NormOut *norm, const Rows *rows) {
-    Epilogue epi = { .kind = EPI_RESIDUAL, .x = x, .scale = scale, .rows_per_image = T, .norm = norm };
-    linear_forward(out, OC, inp, C, weight, bias, N, C, OC, &epi, rows);
-}
-
-// forward: out[n,o] = bias[o] + sum_i inp[n,i] weight[o,i]. Writes dinp (may be NULL: the
-// first layer's input needs no gradient; epi, if not NULL, applied to it); accumulates into
-// dweight and dbias, which sum over the passes of a step (dbias may be NULL; dweight NULL:
-// a frozen weight, neither). Rows are ldx, ldd and ldi floats apart in dinp, dout and inp
-// (as in linear_forward); add: dinp += instead of dinp =. rows: NULL, or the rows of dinp
-// that are computed (the others are not written); the weight's gradient sums all N rows.
-// inp_norm: NULL, or the layer's input is that LayerNorm of inp (NormIn).
-static void linear_backward(float *dinp, size_t ldx, float *dweight, float *dbias, const float *dout, size_t ldd,
-                            const float *inp, size_t ldi, const float *weight, int N, int C, int OC, int add,
-                            const Epilogue *epi, const Rows *rows, const NormIn *inp_norm) {
-    int M = rows != NULL ? rows->n * rows->T : N;
-    if (dinp != NULL) // dinp = dout @ weight
-        matmul_blocked(&(Product){ .Cm = dinp, .ldc = ldx, .A = dout, .sai = ldd, .sak = 1, .B = weight, .sbk = C, .sbj = 1,
-                                   .M = M, .Nc = C, .K = OC, .overwrite = !add, .epi = epi, .rows = rows });
-    if (dweight != NULL) // dweight += dout^T @ inp
-        matmul_blocked(&(Product){ .Cm = dweight, .ldc = C, .A = dout, .sai = 1, .sak = ldd, .B = inp, .sbk = ldi, .sbj = 1,
-                                   .M = OC, .Nc = C, .K = N, .rowsum = dbias, .bnorm = inp_norm });
+    if ((size_t)C * OC > wt_capacity) {
+        free(wt_scratch);
+        wt_capacity = (size_t)C * OC;
+        wt_scratch = (float *)mallocCheck(wt_capacity * sizeof(float));
+    }
+    transpose(wt_scratch, weight, OC, C); // (C, OC)
+    matmul_parallel(out, OC, inp, C, 1, wt_scratch, OC, 1, bias, 0, N, OC, C);
 }
 
 void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                      const float *weight, int N, int C, int OC) {
-    linear_backward(dinp, C, dweight, dbias, dout, OC, inp, C, weight, N, C, OC, 0, NULL, NULL, NULL);
-}
-
-// matmul_backward of a layer whose input was inp = gelu(h), and the GELU's backward, one
-// pass: dinp is the gradient of h, (dout W) * gelu'(h), given dgelu = gelu'(h) as
-// matmul_gelu_forward kept it (gelu_backward's operations). rows: as in linear_backward.
-void matmul_gelu_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
-                          const float *dgelu, const float *weight, int N, int C, int OC, const Rows *rows) {
-    Epilogue epi = { .kind = EPI_MUL, .x = dgelu };
-    linear_backward(dinp, C, dweight, dbias, dout, OC, inp, C, weight, N, C, OC, 0, &epi, rows, NULL);
-}
-
-// s (M, N) = a (M, K) b (N, K)^T with the rows of a and of b contiguous, lda and ldb floats
-// apart: the attention's scores q k^T, and dy v^T in its backward. matmul_serial takes the
-// columns but for one or two past the last multiple of 16 (T = 65 or 17 tokens): those are
-// a dot product per row each, as a strip of its own would be 16 columns wide for them.
-static void matmul_transposed_b(float *s, size_t lds, const float *a, size_t lda, const float *b, size_t ldb, int M, int N, int K) {
-    int tail = N % 16 <= 2 ? N % 16 : 0; // the columns done as dot products
-    matmul_serial(&(Product){ .Cm = s, .ldc = lds, .A = a, .sai = lda, .sak = 1, .B = b, .sbk = 1, .sbj = ldb,
-                              .M = M, .Nc = N - tail, .K = K, .overwrite = 1 });
-    for (int j = N - tail; j < N; j++)
-        for (int i = 0; i < M; i++) {
-            const float *ai = a + (size_t)i * lda, *bj = b + (size_t)j * ldb;
-            float dot = 0.0f;
-            #pragma omp simd simdlen(16) reduction(+ : dot)
-            for (int k = 0; k < K; k++) dot += ai[k] * bj[k];
-            s[(size_t)i * lds + j] = dot;
+    // forward: out[n,o] = bias[o] + sum_i inp[n,i] weight[o,i]
+    //   dinp = dout weight (written; NULL: not needed, as for the images under the patch embedding)
+    //   dweight += dout^T inp, dbias += the column sums of dout (NULL: a frozen weight; dbias NULL: no bias)
+    if (dinp != NULL) matmul_parallel(dinp, C, dout, OC, 1, weight, C, 1, NULL, 0, N, C, OC);
+    if (dweight != NULL) matmul_parallel(dweight, C, dout, 1, OC, inp, C, 1, NULL, 1, OC, C, N);
+    if (dbias != NULL) {
+        #pragma omp parallel for
+        for (int o0 = 0; o0 < OC; o0 += 64) { // 64 columns per task, each summed over the rows in order
+            int nc = imin(64, OC - o0);
+            float sum[64];
+            for (int o = 0; o < nc; o++) sum[o] = 0.0f;
+            for (int n = 0; n < N; n++)
+                for (int o = 0; o < nc; o++) sum[o] += dout[(size_t)n * OC + o0 + o];
+            for (int o = 0; o < nc; o++) dbias[o0 + o] += sum[o];
         }
+    }
 }
 
-// Multi-head self-attention, no mask (every token sees every token). qkv holds for each
-// token [q (NH heads x hs), k (...), v (...)], the layout of the official reshape
-// (B, T, 3, NH, hs). att keeps the softmax probabilities: the backward pass needs them,
-// and the attention maps of the paper's figures are the CLS row of the last block's.
-// Only the first Tq tokens are queries (their rows of the output are computed): Tq = T
-// everywhere but in the last block, whose only output that is used is the CLS token's
-// (backbone_forward), so there Tq = 1. out is (R, Tq, D), att (R, NH, Tq, T).
-// Each (image, head) is a few small matrix products; matmul_serial reads q, k and v in
-// place through its strides (a row of q is 3D floats after the previous one), transposes
-// included, on the thread of this loop that took the (image, head). img: NULL, or the R
-// images to compute, by their index in the pass (drop path skips the others).
-void attention_forward(float *out, float *att, const float *qkv, const int *img, int R, int T, int Tq, int D, int NH) {
+// Multi-head self-attention (vision_transformer.py Attention), no mask: every token sees
+// every token. qkv = x W_qkv^T + b holds for each token [q (NH heads x hs), k (...), v (...)],
+// the layout of the official reshape (B, T, 3, NH, hs); per image and head a = softmax(q k^T
+// / sqrt(hs)) and y = a v; then out = y W_proj^T + b. att keeps the probabilities a: the
+// backward needs them, and the attention maps of the paper's figures are the CLS row of the
+// last block's. Only the first Tq tokens are queries: Tq = T but in the last block, which
+// asks for the CLS token's output only (block_forward). Shapes: inp (R, T, D), qkv (R, T, 3D),
+// att (R, NH, Tq, T), atty and out (R, Tq, D).
+void attention_forward(float *out, float *qkv, float *att, float *atty, const float *inp, const float *qkvw,
+                       const float *qkvb, const float *projw, const float *projb, int R, int T, int Tq, int D, int NH) {
     int hs = D / NH;
     float scale = 1.0f / sqrtf((float)hs); // qk_scale = head_dim ** -0.5
+    matmul_forward(qkv, inp, qkvw, qkvb, R * T, D, 3 * D);
+    // Each (image, head) is a few small products on the thread that took it; they read q, k
+    // and v in place through their strides (a row of q is 3D floats after the one before).
     #pragma omp parallel for collapse(2)
-    for (int i = 0; i < R; i++) {
+    for (int r = 0; r < R; r++) {
         for (int h = 0; h < NH; h++) {
-            int r = img != NULL ? img[i] : i;
             const float *q = qkv + (size_t)r * T * 3 * D + h * hs, *k = q + D, *v = q + 2 * D;
-            float *a = att + ((size_t)r * NH + h) * Tq * T, *o = out + (size_t)r * Tq * D + h * hs;
-            // s = q k^T (Tq, T), then a = softmax(s * scale) row by row
-            matmul_transposed_b(a, T, q, 3 * D, k, 3 * D, Tq, T, hs);
-            // (each step for every row before the next step: the rows' reductions then
-            // overlap in the processor instead of waiting on each other, 3.9 -> 2.6 us per
-            // 65 x 65; and one division per row, then products, as PyTorch's kernel does)
+            float *a = att + ((size_t)r * NH + h) * Tq * T, *y = atty + (size_t)r * Tq * D + h * hs;
+            // s = q k^T (Tq, T), into a: B(k, j) = k[j][k], a row of k per column
+            matmul_serial(a, T, q, 3 * D, 1, k, 1, 3 * D, NULL, 0, Tq, T, hs);
+            // a = softmax(s * scale) row by row (each step for every row before the next step:
+            // the rows' reductions then overlap in the processor instead of waiting on each
+            // other, 3.9 -> 2.6 us per 65 x 65; and one division per row, then products, as
+            // PyTorch's kernel does)
             float m[Tq], inv[Tq];
             for (int t = 0; t < Tq; t++) {
                 float *row = a + (size_t)t * T, maxval = -INFINITY;
@@ -794,32 +637,33 @@ void attention_forward(float *out, float *att, const float *qkv, const int *img,
                 #pragma omp simd simdlen(16)
                 for (int t2 = 0; t2 < T; t2++) row[t2] *= inv[t];
             }
-            // out = a v (Tq, hs), this head's columns of out
-            matmul_serial(&(Product){ .Cm = o, .ldc = D, .A = a, .sai = T, .sak = 1, .B = v, .sbk = 3 * D, .sbj = 1,
-                                      .M = Tq, .Nc = hs, .K = T, .overwrite = 1 });
+            // y = a v (Tq, hs), this head's columns of y
+            matmul_serial(y, D, a, T, 1, v, 3 * D, 1, NULL, 0, Tq, hs, T);
         }
     }
+    matmul_forward(out, atty, projw, projb, R * Tq, D, D);
 }
 
-void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att, const int *img, int R, int T,
-                        int Tq, int D, int NH) {
-    // forward: s = q k^T;  a = softmax(s * scale) by rows;  out = a v. Writes dqkv (each
-    // (image, head) its own columns of dq, dk and dv, each by one product; the rows of dq of
-    // tokens that were no query are 0). dout is (R, Tq, D). img as in attention_forward.
+void attention_backward(float *dinp, float *dqkvw, float *dqkvb, float *dprojw, float *dprojb, float *dqkv, float *datty,
+                        const float *dout, const float *inp, const float *qkv, const float *att, const float *atty,
+                        const float *qkvw, const float *projw, int R, int T, int Tq, int D, int NH) {
+    // forward: qkv = inp W_qkv^T + b;  s = q k^T;  a = softmax(s * scale) by rows;  y = a v;
+    // out = y W_proj^T + b. Writes dinp, and dqkv and datty (scratch, shaped as qkv and atty):
+    // each (image, head) its own columns of dq, dk and dv; the rows of dq of tokens that were
+    // no query are 0.
     int hs = D / NH;
     float scale = 1.0f / sqrtf((float)hs);
+    matmul_backward(datty, dprojw, dprojb, dout, atty, projw, R * Tq, D, D);
     #pragma omp parallel for collapse(2)
-    for (int i = 0; i < R; i++) {
+    for (int r = 0; r < R; r++) {
         for (int h = 0; h < NH; h++) {
-            int r = img != NULL ? img[i] : i;
             const float *q = qkv + (size_t)r * T * 3 * D + h * hs, *k = q + D, *v = q + 2 * D;
             float *dq = dqkv + (size_t)r * T * 3 * D + h * hs, *dk = dq + D, *dv = dq + 2 * D;
-            const float *a = att + ((size_t)r * NH + h) * Tq * T, *dy = dout + (size_t)r * Tq * D + h * hs;
+            const float *a = att + ((size_t)r * NH + h) * Tq * T, *dy = datty + (size_t)r * Tq * D + h * hs;
             float ds[Tq * T];
-            // out = a v  ->  da = dy v^T (kept in ds),  dv = a^T dy
-            matmul_transposed_b(ds, T, dy, D, v, 3 * D, Tq, T, hs);
-            matmul_serial(&(Product){ .Cm = dv, .ldc = 3 * D, .A = a, .sai = 1, .sak = T, .B = dy, .sbk = D, .sbj = 1,
-                                      .M = T, .Nc = hs, .K = Tq, .overwrite = 1 });
+            // y = a v  ->  da = dy v^T (kept in ds),  dv = a^T dy
+            matmul_serial(ds, T, dy, D, 1, v, 1, 3 * D, NULL, 0, Tq, T, hs);
+            matmul_serial(dv, 3 * D, a, 1, T, dy, D, 1, NULL, 0, T, hs, Tq);
             // a = softmax(s * scale)  ->  ds = a (da - sum_t2 a da) * scale, row by row
             for (int t = 0; t < Tq; t++) {
                 const float *arow = a + (size_t)t * T;
@@ -830,20 +674,38 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv, const 
                 for (int t2 = 0; t2 < T; t2++) row[t2] = arow[t2] * (row[t2] - dot) * scale;
             }
             // s = q k^T  ->  dq = ds k,  dk = ds^T q
-            matmul_serial(&(Product){ .Cm = dq, .ldc = 3 * D, .A = ds, .sai = T, .sak = 1, .B = k, .sbk = 3 * D, .sbj = 1,
-                                      .M = Tq, .Nc = hs, .K = T, .overwrite = 1 });
+            matmul_serial(dq, 3 * D, ds, T, 1, k, 3 * D, 1, NULL, 0, Tq, hs, T);
             for (int t = Tq; t < T; t++) memset(dq + (size_t)t * 3 * D, 0, hs * sizeof(float));
-            matmul_serial(&(Product){ .Cm = dk, .ldc = 3 * D, .A = ds, .sai = 1, .sak = T, .B = q, .sbk = 3 * D, .sbj = 1,
-                                      .M = T, .Nc = hs, .K = Tq, .overwrite = 1 });
+            matmul_serial(dk, 3 * D, ds, 1, T, q, 3 * D, 1, NULL, 0, T, hs, Tq);
         }
     }
+    matmul_backward(dinp, dqkvw, dqkvb, dqkv, inp, qkvw, R * T, D, 3 * D);
 }
 
-// The residual connection with stochastic depth (drop path): out = x + scale[r] * branch,
-// one scale per image r: 0 for an image whose branch is dropped, 1/keep_prob for a kept
-// one (the official drop_path computes x.div(keep_prob) * mask). scale NULL = no drop path,
-// which is the teacher, and the student in blocks whose drop rate is 0. The network does the
-// add fused into the branch's last product (matmul_residual_forward), the same operations.
+// The MLP (vision_transformer.py Mlp): fc1, GELU, fc2. h is fc1's output and act = gelu(h);
+// grad, if not NULL, gets gelu'(h) for the backward (gelu_forward). inp and out are (N, C),
+// h, act and grad (N, H).
+void mlp_forward(float *out, float *h, float *act, float *grad, const float *inp, const float *fc1w, const float *fc1b,
+                 const float *fc2w, const float *fc2b, int N, int C, int H) {
+    matmul_forward(h, inp, fc1w, fc1b, N, C, H);
+    gelu_forward(act, grad, h, (size_t)N * H);
+    matmul_forward(out, act, fc2w, fc2b, N, H, C);
+}
+
+void mlp_backward(float *dinp, float *dfc1w, float *dfc1b, float *dfc2w, float *dfc2b, float *dh, const float *dout,
+                  const float *inp, const float *act, const float *grad, const float *fc1w, const float *fc2w, int N, int C, int H) {
+    // forward: h = inp fc1w^T + fc1b;  act = gelu(h);  out = act fc2w^T + fc2b.
+    // Writes dinp, and dh (scratch, N x H): first the gradient of act, then of h.
+    matmul_backward(dh, dfc2w, dfc2b, dout, act, fc2w, N, H, C);
+    gelu_backward(dh, grad, dh, (size_t)N * H);
+    matmul_backward(dinp, dfc1w, dfc1b, dh, inp, fc1w, N, C, H);
+}
+
+// The residual connection with stochastic depth (drop path, the official DropPath):
+// out = x + scale[r] * branch, one scale per image r: 0 for an image whose branch is
+// dropped, 1/keep_prob for a kept one (the official drop_path computes x.div(keep_prob) *
+// mask). scale NULL: no drop path (the teacher, and the student without it). x, branch and
+// out are (R, TD).
 void residual_forward(float *out, const float *x, const float *branch, const float *scale, int R, size_t TD) {
     #pragma omp parallel for
     for (int r = 0; r < R; r++) {
@@ -852,10 +714,9 @@ void residual_forward(float *out, const float *x, const float *branch, const flo
     }
 }
 
-void residual_backward_branch(float *dbranch, const float *dout, const float *scale, int R, size_t TD) {
-    // forward: out = x + scale[r] * branch  ->  dbranch = scale[r] * dout (written),
-    // and dx = dout, which the caller gets for free by keeping dout as dx. The network
-    // does this in the backward of the norm that reads out (layernorm_backward's dbranch).
+void residual_backward(float *dbranch, const float *dout, const float *scale, int R, size_t TD) {
+    // forward: out = x + scale[r] * branch  ->  dbranch = scale[r] * dout (written), and
+    // dx = dout, which the caller gets for free by keeping dout as the gradient of x
     #pragma omp parallel for
     for (int r = 0; r < R; r++) {
         float s = scale != NULL ? scale[r] : 1.0f;
@@ -1006,6 +867,7 @@ void update_center(float *center, const float *t_logits, float momentum, int RT,
         for (int k = 0; k < K; k++) sum[k] += t_logits[(size_t)r * K + k];
     for (int k = 0; k < K; k++) center[k] = center[k] * momentum + (sum[k] / RT) * (1.0f - momentum);
 }
+
 
 // ----------------------------------------------------------------------------
 // 3. the model
@@ -1279,13 +1141,14 @@ void point_parameters(ParameterTensors *p, float *block, const size_t *sizes) {
     for (int i = 0; i < NUM_PARAM_TENSORS; i++) { *ptrs[i] = block; block += sizes[i]; }
 }
 
+
 // The activations of one backbone pass over R crops of one resolution. The student has
-// two (global and local crops), the teacher one (global crops only). With keep_all = 0
-// (the teacher, inference) only one block's worth of activations is kept and reused,
-// because nothing runs backward; att then holds the LAST block's attention, which is
-// what the attention maps need. The last block computes only the CLS token's query and
-// rows, keys and values for every token (backbone_forward): its slot holds R rows where the
-// others hold R T (but for qkv, whose q columns it leaves unwritten on the other rows).
+// one per chunk of its images (global crops, then local), the teacher one (a chunk of the
+// global crops at a time). Per block there is a slot of each tensor; with keep_all = 0
+// (the teacher, inference) only one slot is kept and reused, as nothing runs backward: att
+// then holds the LAST block's attention, which is what the attention maps need. In the last
+// block only the CLS rows are computed after qkv and the attention scores (block_forward):
+// its slot of atty, res2, ln2, fch_gelu, fch_grad and res3 holds R rows, and of att (R, NH, 1, T).
 typedef struct {
     int R, S, G, NP, T, keep_all;
     float *patches;   // (R, NP, C*P*P) unfolded crops
@@ -1293,19 +1156,19 @@ typedef struct {
     float *resize;    // (NP, NP_train) bicubic resize of the position table, NULL at the training resolution
     float *pos;       // (T, D)         position table for this resolution
     float *x0;        // (R, T, D)      tokens entering block 0
-    float *ln1, *ln1_mean, *ln1_rstd; // (R, T, D), (L, R, T), (L, R, T): norm1's output has one slot for
-                                      // every block; the backward recomputes it from x and the statistics (NormIn)
+    float *ln1, *ln1_mean, *ln1_rstd; // (L, R, T, D), (L, R, T), (L, R, T): norm1's output and statistics
     float *qkv;       // (L, R, T, 3D)
-    float *att;       // (L, R, NH, T, T); the last block (R, NH, 1, T): the CLS query's row
+    float *att;       // (L, R, NH, T, T) attention probabilities
     float *atty;      // (L, R, T, D)   attention output before the projection
     float *res2;      // (L, R, T, D)   residual stream after the attention branch
-    float *ln2, *ln2_mean, *ln2_rstd; // as ln1
-    float *fch, *fch_gelu; // (L, R, T, H) fc1's output h (with keep_all: gelu'(h), see matmul_gelu_forward), gelu(h);
-                           // without keep_all h is not kept: fch is fch_gelu, the GELU applied in place
+    float *ln2, *ln2_mean, *ln2_rstd; // as ln1, for norm2
+    float *fch_gelu;  // (L, R, T, H)   gelu(h), h = fc1's output
+    float *fch_grad;  // (L, R, T, H)   gelu'(h) for the backward (keep_all only)
     float *res3;      // (L, R, T, D)   residual stream after the MLP branch = block output
+    float *branch;    // (R, T, D)      scratch: a residual branch's output before the add (the backward needs none)
+    float *fch;       // (R, T, H)      scratch: h (the backward needs gelu'(h) only)
     float *x_cls;     // (R, D)         the CLS tokens entering the last block
     float *lnf_mean, *lnf_rstd; // (R), (R): the final norm's statistics
-    int *kept;        // (R)            the images whose branch drop path keeps (kept_rows)
 } BackboneActs;
 
 void backbone_acts_alloc(BackboneActs *a, const Config *c, int R, int S, int keep_all) {
@@ -1314,79 +1177,67 @@ void backbone_acts_alloc(BackboneActs *a, const Config *c, int R, int S, int kee
     a->R = R; a->S = S; a->G = S / c->patch; a->NP = a->G * a->G; a->T = 1 + a->NP; a->keep_all = keep_all;
     size_t Ls = keep_all ? c->depth : 1, RT = (size_t)R * a->T;
     int Gt = c->img_size / c->patch;
-    a->patches = (float *)mallocCheck(R * a->NP * CPP * sizeof(float));
-    a->pe = (float *)mallocCheck((size_t)R * a->NP * D * sizeof(float));
     if (a->G != Gt) {
         a->resize = (float *)mallocCheck((size_t)a->NP * Gt * Gt * sizeof(float));
         pos_resize_matrix(a->resize, Gt, a->G);
     }
-    a->pos = (float *)mallocCheck(a->T * D * sizeof(float));
-    a->x0 = (float *)mallocCheck(RT * D * sizeof(float));
-    a->ln1 = (float *)mallocCheck(RT * D * sizeof(float));
-    a->ln1_mean = (float *)mallocCheck(Ls * RT * sizeof(float));
-    a->ln1_rstd = (float *)mallocCheck(Ls * RT * sizeof(float));
-    a->qkv = (float *)mallocCheck(Ls * RT * 3 * D * sizeof(float));
-    a->att = (float *)mallocCheck(Ls * R * NH * a->T * a->T * sizeof(float));
-    a->atty = (float *)mallocCheck(Ls * RT * D * sizeof(float));
-    a->res2 = (float *)mallocCheck(Ls * RT * D * sizeof(float));
-    a->ln2 = (float *)mallocCheck(RT * D * sizeof(float));
-    a->ln2_mean = (float *)mallocCheck(Ls * RT * sizeof(float));
-    a->ln2_rstd = (float *)mallocCheck(Ls * RT * sizeof(float));
-    a->fch_gelu = (float *)mallocCheck(Ls * RT * H * sizeof(float));
-    a->fch = keep_all ? (float *)mallocCheck(Ls * RT * H * sizeof(float)) : a->fch_gelu;
-    a->res3 = (float *)mallocCheck(Ls * RT * D * sizeof(float));
-    a->x_cls = (float *)mallocCheck((size_t)R * D * sizeof(float));
-    a->lnf_mean = (float *)mallocCheck(R * sizeof(float));
-    a->lnf_rstd = (float *)mallocCheck(R * sizeof(float));
-    a->kept = (int *)mallocCheck(R * sizeof(int));
-    // The rows of an image whose branch drop path drops are not written (backbone_forward),
-    // and the weight gradients multiply atty's and fch_gelu's rows by its zero gradient rows:
-    // they must be finite, so they start as zeros (the last block's slot: its R CLS rows).
-    if (keep_all) {
-        memset(a->atty, 0, ((Ls - 1) * RT + R) * D * sizeof(float));
-        memset(a->fch_gelu, 0, ((Ls - 1) * RT + R) * H * sizeof(float));
-    }
+    float **bufs[] = { &a->patches, &a->pe, &a->pos, &a->x0, &a->ln1, &a->ln1_mean, &a->ln1_rstd, &a->qkv, &a->att, &a->atty,
+                       &a->res2, &a->ln2, &a->ln2_mean, &a->ln2_rstd, &a->fch_gelu, &a->fch_grad, &a->res3, &a->branch,
+                       &a->fch, &a->x_cls, &a->lnf_mean, &a->lnf_rstd };
+    size_t n[] = { R * a->NP * CPP, R * a->NP * D, a->T * D, RT * D, Ls * RT * D, Ls * RT, Ls * RT, Ls * RT * 3 * D,
+                   Ls * R * NH * a->T * a->T, Ls * RT * D, Ls * RT * D, Ls * RT * D, Ls * RT, Ls * RT, Ls * RT * H,
+                   keep_all ? Ls * RT * H : 0, Ls * RT * D, RT * D, RT * H, R * D, R, R };
+    for (size_t i = 0; i < sizeof(n) / sizeof(n[0]); i++) *bufs[i] = n[i] > 0 ? (float *)mallocCheck(n[i] * sizeof(float)) : NULL;
 }
 
 void backbone_acts_free(BackboneActs *a) {
-    float *bufs[] = { a->patches, a->pe, a->resize, a->pos, a->x0, a->ln1, a->ln1_mean, a->ln1_rstd, a->qkv, a->att,
-                      a->atty, a->res2, a->ln2, a->ln2_mean, a->ln2_rstd, a->keep_all ? a->fch : NULL, a->fch_gelu, a->res3,
-                      a->x_cls, a->lnf_mean, a->lnf_rstd };
+    float *bufs[] = { a->patches, a->pe, a->resize, a->pos, a->x0, a->ln1, a->ln1_mean, a->ln1_rstd, a->qkv, a->att, a->atty,
+                      a->res2, a->ln2, a->ln2_mean, a->ln2_rstd, a->fch_gelu, a->fch_grad, a->res3, a->branch, a->fch, a->x_cls,
+                      a->lnf_mean, a->lnf_rstd };
     for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) free(bufs[i]);
-    free(a->kept);
     memset(a, 0, sizeof(*a));
 }
 
-// Drop path multiplies a branch by 0 for the images it drops: x + 0 * branch = x. The
-// student does not compute those branches (the official drop_path computes them, then
-// multiplies): its products and attention run on the kept images' rows only, the dropped
-// images' rows are copied and normed on their own, and in the backward pass their rows of
-// the branch's gradients are zeros (which the weight gradients sum over every row).
-// The kept images of a branch with drop path scales scale (R) as Rows of T rows each, their
-// indices in img; NULL when every image is kept or there is no drop path.
-static const Rows *kept_rows(Rows *rows, int *img, const float *scale, int R, int T) {
-    if (scale == NULL) return NULL;
-    int n = 0;
-    for (int r = 0; r < R; r++)
-        if (scale[r] != 0.0f) img[n++] = r;
-    if (n == R) return NULL;
-    *rows = (Rows){ img, n, T };
-    return rows;
+// One block's slot of the activations: each tensor of BackboneActs at block l.
+typedef struct { float *ln1, *ln1_mean, *ln1_rstd, *qkv, *att, *atty, *res2, *ln2, *ln2_mean, *ln2_rstd, *fch_gelu, *fch_grad, *res3; } BlockActs;
+static BlockActs block_acts(const BackboneActs *a, const Config *c, int l) {
+    size_t s = a->keep_all ? l : 0, RT = (size_t)a->R * a->T, D = c->dim, H = (size_t)c->mlp_ratio * c->dim;
+    return (BlockActs){ a->ln1 + s * RT * D, a->ln1_mean + s * RT, a->ln1_rstd + s * RT, a->qkv + s * RT * 3 * D,
+                        a->att + s * a->R * c->heads * a->T * a->T, a->atty + s * RT * D, a->res2 + s * RT * D,
+                        a->ln2 + s * RT * D, a->ln2_mean + s * RT, a->ln2_rstd + s * RT, a->fch_gelu + s * RT * H,
+                        a->keep_all ? a->fch_grad + s * RT * H : NULL, a->res3 + s * RT * D };
 }
 
-// out = x for the images whose branch is dropped (scale 0), T rows of D each, and the norm after it.
-static void dropped_rows_forward(float *out, const float *x, const NormOut *norm, const float *scale, int R, int T, int D) {
-    for (size_t row = 0; row < (size_t)R * T; row++) {
-        if (scale[row / T] != 0.0f) continue;
-        memcpy(out + row * D, x + row * D, D * sizeof(float));
-        layernorm_row(norm->out + row * D, norm->mean + row, norm->rstd + row, out + row * D, norm->weight, norm->bias, D);
+// One pre-norm transformer block (vision_transformer.py Block.forward):
+//   x = x + drop_path(attn(norm1(x)))
+//   x = x + drop_path(mlp(norm2(x)))
+// x is the block's input (R, T, D), its output goes to the block's res3. dp_attn, dp_mlp:
+// the drop path scale of each image for the two branches (NULL: no drop path).
+static void block_forward(BackboneActs *a, const ParameterTensors *p, const Config *c, int l, const float *x,
+                          const float *dp_attn, const float *dp_mlp) {
+    int R = a->R, T = a->T, D = c->dim, H = c->mlp_ratio * c->dim, NH = c->heads;
+    BlockActs b = block_acts(a, c, l);
+    // The backbone's output is the CLS token of the last block (the final norm takes token
+    // 0), so there the other tokens' rows would be computed and thrown away: the CLS token is
+    // the only query (Tq = 1), and the projection, norm2 and the MLP run on its R rows
+    // instead of R T. Keys and values still come from every token. (The official code
+    // computes every row; its CLS rows are these numbers. 1520 -> 1354 ms per benchmark step.)
+    int Tq = l == c->depth - 1 ? 1 : T;
+    size_t RQ = (size_t)R * Tq;
+    // x = x + drop_path(attn(norm1(x)))
+    layernorm_forward(b.ln1, b.ln1_mean, b.ln1_rstd, x, p->ln1w + l * D, p->ln1b + l * D, R * T, D);
+    attention_forward(a->branch, b.qkv, b.att, b.atty, b.ln1, p->qkvw + (size_t)l * 3 * D * D, p->qkvb + l * 3 * D,
+                      p->projw + (size_t)l * D * D, p->projb + l * D, R, T, Tq, D, NH);
+    if (Tq == 1) { // x of the CLS tokens
+        for (int r = 0; r < R; r++) memcpy(a->x_cls + (size_t)r * D, x + (size_t)r * T * D, D * sizeof(float));
+        x = a->x_cls;
     }
-}
-
-// Zeros in the rows of the images whose branch is dropped (scale 0), T rows of C floats each.
-static void dropped_rows_zero(float *buf, const float *scale, int R, int T, int C) {
-    for (int r = 0; r < R; r++)
-        if (scale[r] == 0.0f) memset(buf + (size_t)r * T * C, 0, (size_t)T * C * sizeof(float));
+    residual_forward(b.res2, x, a->branch, dp_attn, R, (size_t)Tq * D);
+    // x = x + drop_path(mlp(norm2(x)))
+    layernorm_forward(b.ln2, b.ln2_mean, b.ln2_rstd, b.res2, p->ln2w + l * D, p->ln2b + l * D, RQ, D);
+    mlp_forward(a->branch, a->fch, b.fch_gelu, b.fch_grad, b.ln2, p->fc1w + (size_t)l * H * D, p->fc1b + l * H,
+                p->fc2w + (size_t)l * D * H, p->fc2b + l * D, RQ, D, H);
+    residual_forward(b.res3, b.res2, a->branch, dp_mlp, R, (size_t)Tq * D);
 }
 
 // The Vision Transformer (vision_transformer.py VisionTransformer.forward): patch
@@ -1395,9 +1246,7 @@ static void dropped_rows_zero(float *buf, const float *scale, int R, int T, int 
 // of the student, (L, 2, dp_stride) with this pass's rows first; NULL = no drop path.
 void backbone_forward(BackboneActs *a, const ParameterTensors *p, const Config *c, const float *imgs,
                       float *feat, const float *dp_scale, int dp_stride) {
-    int R = a->R, T = a->T, D = c->dim, H = c->mlp_ratio * c->dim, NH = c->heads;
-    size_t RT = (size_t)R * T, TD = (size_t)T * D;
-    int CPP = c->channels * c->patch * c->patch;
+    int R = a->R, T = a->T, D = c->dim, L = c->depth, CPP = c->channels * c->patch * c->patch;
     // patch embedding: a convolution with kernel = stride = P, as a matmul over unfolded patches
     unfold_patches(a->patches, imgs, R, c->channels, a->S, c->patch);
     matmul_forward(a->pe, a->patches, p->patchw, p->patchb, R * a->NP, CPP, D);
@@ -1409,152 +1258,66 @@ void backbone_forward(BackboneActs *a, const ParameterTensors *p, const Config *
         pos = a->pos;
     }
     embed_forward(a->x0, a->pe, p->cls, pos, R, T, D);
-    // block 0's norm1; every later norm (norm2, the next block's norm1, the final norm) is
-    // done by the product whose residual add it follows, on each block of rows as it completes
-    layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, a->x0, p->ln1w, p->ln1b, RT, D);
-    for (int l = 0; l < c->depth; l++) {
-        int s = a->keep_all ? l : 0; // activation slot
-        const float *x = l == 0 ? a->x0 : a->res3 + (a->keep_all ? (size_t)(l - 1) : 0) * RT * D;
-        const float *ln1 = a->ln1; // (the norms' outputs have one slot, see BackboneActs)
-        float *qkv = a->qkv + s * RT * 3 * D, *att = a->att + (size_t)s * R * NH * T * T, *atty = a->atty + s * RT * D;
-        float *res2 = a->res2 + s * RT * D, *ln2 = a->ln2;
-        float *ln2_mean = a->ln2_mean + s * RT, *ln2_rstd = a->ln2_rstd + s * RT;
-        float *fch = a->fch + s * RT * H, *fch_gelu = a->fch_gelu + s * RT * H, *res3 = a->res3 + s * RT * D;
-        const float *dp_attn = dp_scale != NULL ? dp_scale + (size_t)(2 * l) * dp_stride : NULL;
-        const float *dp_mlp = dp_scale != NULL ? dp_scale + (size_t)(2 * l + 1) * dp_stride : NULL;
-        // The backbone's output is the CLS token of the last block (the final norm takes
-        // token 0), so the last block's other rows would be computed and thrown away. There
-        // the Tq = 1 query is the CLS token: its q (the other tokens' q columns of qkv are not
-        // written), its attention row, and the projection, norm2 and MLP on R rows instead of
-        // R T. Keys and values still come from every token. The official code computes every
-        // row: its CLS rows are these numbers, and the other rows get zero gradient, so the
-        // weight gradients sum the same terms (only grouped differently in float32, as the
-        // sums no longer pass the zero terms).
-        int Tq = l == c->depth - 1 ? 1 : T;
-        size_t RQ = (size_t)R * Tq;
-        const float *xq = x; // the query tokens' rows of x
-        if (Tq == 1) {
-            for (int r = 0; r < R; r++) memcpy(a->x_cls + (size_t)r * D, x + (size_t)r * TD, D * sizeof(float));
-            xq = a->x_cls;
-        }
-        // x = x + drop_path(attn(norm1(x))), norm1(x) in ln1 already; the branch on the images
-        // drop path keeps (all: kept = NULL): their T rows, and their Tq query rows
-        Rows rows, rows_q;
-        const Rows *kept = kept_rows(&rows, a->kept, dp_attn, R, T), *kept_q = kept_rows(&rows_q, a->kept, dp_attn, R, Tq);
-        const float *qkvw = p->qkvw + (size_t)l * 3 * D * D, *qkvb = p->qkvb + l * 3 * D;
-        if (Tq == T) linear_forward(qkv, 3 * D, ln1, D, qkvw, qkvb, RT, D, 3 * D, NULL, kept);
-        else { // k and v of every token (weight rows D..3D), q of the CLS tokens only (rows T apart)
-            linear_forward(qkv + D, 3 * D, ln1, D, qkvw + (size_t)D * D, qkvb + D, RT, D, 2 * D, NULL, kept);
-            linear_forward(qkv, TD * 3, ln1, TD, qkvw, qkvb, R, D, D, NULL, kept_q);
-        }
-        attention_forward(atty, att, qkv, kept ? kept->img : NULL, kept ? kept->n : R, T, Tq, D, NH);
-        NormOut norm2 = { ln2, ln2_mean, ln2_rstd, p->ln2w + l * D, p->ln2b + l * D };
-        matmul_residual_forward(res2, xq, dp_attn, Tq, atty, p->projw + (size_t)l * D * D, p->projb + l * D, RQ, D, D, &norm2,
-                                kept_q);
-        if (kept != NULL) dropped_rows_forward(res2, xq, &norm2, dp_attn, R, Tq, D);
-        // x = x + drop_path(mlp(norm2(x))), on the query rows only
-        kept = kept_rows(&rows, a->kept, dp_mlp, R, Tq);
-        matmul_gelu_forward(fch, fch_gelu, ln2, p->fc1w + (size_t)l * H * D, p->fc1b + l * H, RQ, D, H, a->keep_all, kept);
-        // then the next block's norm1 (its statistics into that block's slot); after the last
-        // block the final norm, on the CLS token only (the official code norms every token and
-        // then takes token 0; the result and its gradient are the same): the last block's R
-        // rows, into feat
-        size_t n1 = a->keep_all ? (size_t)(l + 1) : 0; // the next block's slot of the statistics
-        NormOut norm_next = l + 1 < c->depth ? (NormOut){ a->ln1, a->ln1_mean + n1 * RT, a->ln1_rstd + n1 * RT,
-                                                          p->ln1w + (l + 1) * D, p->ln1b + (l + 1) * D }
-                                             : (NormOut){ feat, a->lnf_mean, a->lnf_rstd, p->lnfw, p->lnfb };
-        matmul_residual_forward(res3, res2, dp_mlp, Tq, fch_gelu, p->fc2w + (size_t)l * D * H, p->fc2b + l * D, RQ, H, D,
-                                &norm_next, kept);
-        if (kept != NULL) dropped_rows_forward(res3, res2, &norm_next, dp_mlp, R, Tq, D);
+    for (int l = 0; l < L; l++) {
+        const float *dp = dp_scale != NULL ? dp_scale + (size_t)(2 * l) * dp_stride : NULL;
+        block_forward(a, p, c, l, l == 0 ? a->x0 : block_acts(a, c, l - 1).res3, dp, dp != NULL ? dp + dp_stride : NULL);
     }
+    // the final norm, of the CLS tokens (the last block's R rows; the official code norms
+    // every token and then takes token 0: the same numbers)
+    layernorm_forward(feat, a->lnf_mean, a->lnf_rstd, block_acts(a, c, L - 1).res3, p->lnfw, p->lnfb, R, D);
 }
 
 // Gradient buffers the backward pass reuses for every pass, sized for the largest.
 typedef struct {
     float *dres;    // (RT, D)  gradient of the residual stream
-    float *dbranch; // (RT, D)  gradient of a residual branch's output (written by the norm's backward after it)
-    float *dln;     // (RT, D)  gradient of a norm's output, or of the attention's (written by products)
+    float *dbranch; // (RT, D)  gradient of a residual branch's output
+    float *dln;     // (RT, D)  gradient of a norm's output
+    float *datty;   // (RT, D)  gradient of the attention's output before the projection
     float *dqkv;    // (RT, 3D)
     float *dfch;    // (RT, H)
     float *dpos;    // (T, D)   gradient of a resized position table
     float *dcls;    // (R, D)   gradient of the last block's output (its CLS rows)
 } BackwardScratch;
 
+// block_forward backwards, line by line: the gradient of the block's output is in w->dres
+// (the last block's: its R CLS rows, in w->dcls), and w->dres gets that of its input x.
+static void block_backward(ParameterTensors *g, BackwardScratch *w, const BackboneActs *a, const ParameterTensors *p,
+                           const Config *c, int l, const float *x, const float *dp_attn, const float *dp_mlp) {
+    int R = a->R, T = a->T, D = c->dim, H = c->mlp_ratio * c->dim, NH = c->heads;
+    BlockActs b = block_acts(a, c, l);
+    int Tq = l == c->depth - 1 ? 1 : T; // the last block computed the CLS rows only (block_forward)
+    size_t RQ = (size_t)R * Tq;
+    float *dres = Tq == 1 ? w->dcls : w->dres;
+    // x = x + drop_path(mlp(norm2(x))): dres carries on as the gradient of the x on the right
+    residual_backward(w->dbranch, dres, dp_mlp, R, (size_t)Tq * D);
+    mlp_backward(w->dln, g->fc1w + (size_t)l * H * D, g->fc1b + l * H, g->fc2w + (size_t)l * D * H, g->fc2b + l * D, w->dfch,
+                 w->dbranch, b.ln2, b.fch_gelu, b.fch_grad, p->fc1w + (size_t)l * H * D, p->fc2w + (size_t)l * D * H, RQ, D, H);
+    layernorm_backward(dres, g->ln2w + l * D, g->ln2b + l * D, w->dln, b.res2, p->ln2w + l * D, b.ln2_mean, b.ln2_rstd, RQ, D);
+    // x = x + drop_path(attn(norm1(x))): the same
+    residual_backward(w->dbranch, dres, dp_attn, R, (size_t)Tq * D);
+    attention_backward(w->dln, g->qkvw + (size_t)l * 3 * D * D, g->qkvb + l * 3 * D, g->projw + (size_t)l * D * D,
+                       g->projb + l * D, w->dqkv, w->datty, w->dbranch, b.ln1, b.qkv, b.att, b.atty,
+                       p->qkvw + (size_t)l * 3 * D * D, p->projw + (size_t)l * D * D, R, T, Tq, D, NH);
+    if (Tq == 1) { // from norm1 down every token has a gradient: the CLS rows', 0 for the others so far
+        memset(w->dres, 0, (size_t)R * T * D * sizeof(float));
+        for (int r = 0; r < R; r++) memcpy(w->dres + (size_t)r * T * D, w->dcls + (size_t)r * D, D * sizeof(float));
+    }
+    layernorm_backward(w->dres, g->ln1w + l * D, g->ln1b + l * D, w->dln, x, p->ln1w + l * D, b.ln1_mean, b.ln1_rstd, R * T, D);
+}
+
 void backbone_backward(ParameterTensors *g, BackwardScratch *w, const BackboneActs *a, const ParameterTensors *p,
                        const Config *c, const float *dfeat, const float *dp_scale, int dp_stride) {
-    int R = a->R, T = a->T, D = c->dim, H = c->mlp_ratio * c->dim, NH = c->heads;
-    size_t RT = (size_t)R * T, TD = (size_t)T * D;
-    int CPP = c->channels * c->patch * c->patch;
-    // Every norm's backward also writes the gradient of the residual branch before it,
-    // w->dbranch = drop path scale * the gradient of the norm's input (layernorm_backward);
-    // the products write the gradient of each norm's output (and of the attention's) into w->dln.
-    // feat = norm(x_L[:, 0]); the last block's MLP branch ends there
+    int R = a->R, T = a->T, D = c->dim, L = c->depth, CPP = c->channels * c->patch * c->patch;
+    // feat = norm(x_L[:, 0])
     memset(w->dcls, 0, (size_t)R * D * sizeof(float));
-    const float *xl = a->res3 + (size_t)(c->depth - 1) * RT * D;
-    const float *dp_last = dp_scale != NULL ? dp_scale + (size_t)(2 * c->depth - 1) * dp_stride : NULL;
-    layernorm_backward(w->dcls, g->lnfw, g->lnfb, dfeat, xl, p->lnfw, a->lnf_mean, a->lnf_rstd, R, D, w->dbranch, dp_last, 1);
-    for (int l = c->depth - 1; l >= 0; l--) {
-        const float *x = l == 0 ? a->x0 : a->res3 + (size_t)(l - 1) * RT * D;
-        const float *ln1_mean = a->ln1_mean + l * RT, *ln1_rstd = a->ln1_rstd + l * RT;
-        const float *qkv = a->qkv + l * RT * 3 * D, *att = a->att + (size_t)l * R * NH * T * T, *atty = a->atty + l * RT * D;
-        const float *res2 = a->res2 + l * RT * D;
-        const float *ln2_mean = a->ln2_mean + l * RT, *ln2_rstd = a->ln2_rstd + l * RT;
-        // the inputs of qkv and fc1, norm1(x) and norm2(res2), were not kept: the weight
-        // gradients' products compute them from x and res2 as they read them
-        NormIn norm1 = { ln1_mean, ln1_rstd, p->ln1w + l * D, p->ln1b + l * D, 1 };
-        NormIn norm2 = { ln2_mean, ln2_rstd, p->ln2w + l * D, p->ln2b + l * D, 1 };
-        const float *dgelu = a->fch + l * RT * H, *fch_gelu = a->fch_gelu + l * RT * H; // fch holds gelu'(h)
-        const float *dp_attn = dp_scale != NULL ? dp_scale + (size_t)(2 * l) * dp_stride : NULL;
-        const float *dp_mlp = dp_scale != NULL ? dp_scale + (size_t)(2 * l + 1) * dp_stride : NULL;
-        const float *dp_prev = dp_scale != NULL && l > 0 ? dp_scale + (size_t)(2 * l - 1) * dp_stride : NULL; // block l-1's MLP
-        // the last block computed the CLS rows only (backbone_forward): RQ rows down to the attention
-        int Tq = l == c->depth - 1 ? 1 : T;
-        size_t RQ = (size_t)R * Tq;
-        float *dres = Tq == 1 ? w->dcls : w->dres; // the gradient of the block's output rows
-        // res3 = res2 + drop_path(fc2(gelu(fc1(norm2(res2))))); dres carries on as dres2,
-        // w->dbranch holds the MLP branch's gradient (zero rows for the images drop path
-        // dropped: the input gradients skip them, and their rows of dfch and dln are zeros)
-        Rows rows, rows_q;
-        const Rows *kept = kept_rows(&rows, a->kept, dp_mlp, R, Tq);
-        matmul_gelu_backward(w->dfch, g->fc2w + (size_t)l * D * H, g->fc2b + l * D, w->dbranch, fch_gelu, dgelu,
-                             p->fc2w + (size_t)l * D * H, RQ, H, D, kept);
-        if (kept != NULL) dropped_rows_zero(w->dfch, dp_mlp, R, Tq, H);
-        linear_backward(w->dln, D, g->fc1w + (size_t)l * H * D, g->fc1b + l * H, w->dfch, H, res2, D, p->fc1w + (size_t)l * H * D,
-                        RQ, D, H, 0, NULL, kept, &norm2);
-        if (kept != NULL) dropped_rows_zero(w->dln, dp_mlp, R, Tq, D);
-        layernorm_backward(dres, g->ln2w + l * D, g->ln2b + l * D, w->dln, res2, p->ln2w + l * D, ln2_mean, ln2_rstd, RQ, D,
-                           w->dbranch, dp_attn, Tq);
-        // res2 = x + drop_path(proj(attention(qkv(norm1(x))))); dres carries on as dx,
-        // w->dbranch holds the attention branch's gradient; w->dln gets d atty, then d ln1
-        kept = kept_rows(&rows, a->kept, dp_attn, R, T);
-        const Rows *kept_q = kept_rows(&rows_q, a->kept, dp_attn, R, Tq);
-        linear_backward(w->dln, D, g->projw + (size_t)l * D * D, g->projb + l * D, w->dbranch, D, atty, D,
-                        p->projw + (size_t)l * D * D, RQ, D, D, 0, NULL, kept_q, NULL);
-        attention_backward(w->dqkv, w->dln, qkv, att, kept ? kept->img : NULL, kept ? kept->n : R, T, Tq, D, NH);
-        if (kept != NULL) dropped_rows_zero(w->dqkv, dp_attn, R, T, 3 * D);
-        if (Tq == 1) { // from here every token has a gradient: the CLS rows', 0 for the others so far
-            memset(w->dres, 0, RT * D * sizeof(float));
-            for (int r = 0; r < R; r++) memcpy(w->dres + (size_t)r * TD, w->dcls + (size_t)r * D, D * sizeof(float));
-        }
-        float *gqkvw = g->qkvw + (size_t)l * 3 * D * D, *gqkvb = g->qkvb + l * 3 * D;
-        const float *qkvw = p->qkvw + (size_t)l * 3 * D * D;
-        if (Tq == T)
-            linear_backward(w->dln, D, gqkvw, gqkvb, w->dqkv, 3 * D, x, D, qkvw, RT, D, 3 * D, 0, NULL, kept, &norm1);
-        else { // as the forward: k and v of every token, then q of the CLS tokens added to their rows
-            linear_backward(w->dln, D, gqkvw + (size_t)D * D, gqkvb + D, w->dqkv + D, 3 * D, x, D,
-                            qkvw + (size_t)D * D, RT, D, 2 * D, 0, NULL, kept, &norm1);
-            NormIn norm1_cls = norm1; // the CLS rows, T rows apart
-            norm1_cls.stride = T;
-            linear_backward(w->dln, TD, gqkvw, gqkvb, w->dqkv, TD * 3, x, TD, qkvw, R, D, D, 1, NULL, kept_q, &norm1_cls);
-        }
-        if (kept != NULL) dropped_rows_zero(w->dln, dp_attn, R, T, D);
-        // and below it block l-1's MLP branch, whose gradient this norm's backward writes
-        layernorm_backward(w->dres, g->ln1w + l * D, g->ln1b + l * D, w->dln, x, p->ln1w + l * D, ln1_mean, ln1_rstd, RT, D,
-                           l > 0 ? w->dbranch : NULL, dp_prev, T);
+    layernorm_backward(w->dcls, g->lnfw, g->lnfb, dfeat, block_acts(a, c, L - 1).res3, p->lnfw, a->lnf_mean, a->lnf_rstd, R, D);
+    for (int l = L - 1; l >= 0; l--) {
+        const float *dp = dp_scale != NULL ? dp_scale + (size_t)(2 * l) * dp_stride : NULL;
+        block_backward(g, w, a, p, c, l, l == 0 ? a->x0 : block_acts(a, c, l - 1).res3, dp, dp != NULL ? dp + dp_stride : NULL);
     }
     // x0 = [cls, patches] + pos;  pos = resize(pos_train) for another resolution
     float *dpos = g->pos;
-    if (a->resize != NULL) { dpos = w->dpos; memset(dpos, 0, TD * sizeof(float)); }
+    if (a->resize != NULL) { dpos = w->dpos; memset(dpos, 0, (size_t)T * D * sizeof(float)); }
     embed_backward(w->dbranch, g->cls, dpos, w->dres, R, T, D);
     if (a->resize != NULL) {
         int Gt = c->img_size / c->patch;
@@ -1567,8 +1330,9 @@ void backbone_backward(ParameterTensors *g, BackwardScratch *w, const BackboneAc
 // The DINO head (DINOHead): a 3-layer MLP to the bottleneck, L2-normalise, then the
 // weight-normalised last layer without bias: logits[k] = <z/|z|, v_k/|v_k|>.
 typedef struct {
-    int R, backward;            // backward: the student's head keeps gelu'(h) instead of h (matmul_gelu_forward)
-    float *h1, *h1g, *h2, *h2g; // (R, HH) before (or gelu' of it) and after GELU
+    int R, backward;            // backward: the student's head, which keeps gelu' for its backward pass
+    float *h1, *h1g, *h1d;      // (R, HH) before GELU, after, and gelu' of it (backward only)
+    float *h2, *h2g, *h2d;      // the same for the second layer
     float *z, *zn, *znorm;      // (R, BN), (R, BN), (R): bottleneck, normalised, its norm
     float *wn, *vnorm;          // (K, BN), (K): the normalised last-layer weight
     float *logits;              // (R, K)
@@ -1577,27 +1341,22 @@ typedef struct {
 void head_acts_alloc(HeadActs *a, const Config *c, int R, int backward) {
     size_t HH = c->head_hidden, BN = c->bottleneck, K = c->out_dim;
     a->R = R; a->backward = backward;
-    a->h1 = (float *)mallocCheck(R * HH * sizeof(float));
-    a->h1g = (float *)mallocCheck(R * HH * sizeof(float));
-    a->h2 = (float *)mallocCheck(R * HH * sizeof(float));
-    a->h2g = (float *)mallocCheck(R * HH * sizeof(float));
-    a->z = (float *)mallocCheck(R * BN * sizeof(float));
-    a->zn = (float *)mallocCheck(R * BN * sizeof(float));
-    a->znorm = (float *)mallocCheck(R * sizeof(float));
-    a->wn = (float *)mallocCheck(K * BN * sizeof(float));
-    a->vnorm = (float *)mallocCheck(K * sizeof(float));
-    a->logits = (float *)mallocCheck(R * K * sizeof(float));
+    float **bufs[] = { &a->h1, &a->h1g, &a->h1d, &a->h2, &a->h2g, &a->h2d, &a->z, &a->zn, &a->znorm, &a->wn, &a->vnorm, &a->logits };
+    size_t n[] = { R * HH, R * HH, backward ? R * HH : 0, R * HH, R * HH, backward ? R * HH : 0, R * BN, R * BN, R, K * BN, K, R * K };
+    for (size_t i = 0; i < sizeof(n) / sizeof(n[0]); i++) *bufs[i] = n[i] > 0 ? (float *)mallocCheck(n[i] * sizeof(float)) : NULL;
 }
 
 void head_acts_free(HeadActs *a) {
-    float *bufs[] = { a->h1, a->h1g, a->h2, a->h2g, a->z, a->zn, a->znorm, a->wn, a->vnorm, a->logits };
+    float *bufs[] = { a->h1, a->h1g, a->h1d, a->h2, a->h2g, a->h2d, a->z, a->zn, a->znorm, a->wn, a->vnorm, a->logits };
     for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) free(bufs[i]);
 }
 
 void head_forward(HeadActs *a, const ParameterTensors *p, const Config *c, const float *feat) {
     int R = a->R, D = c->dim, HH = c->head_hidden, BN = c->bottleneck, K = c->out_dim;
-    matmul_gelu_forward(a->h1, a->h1g, feat, p->head1w, p->head1b, R, D, HH, a->backward, NULL);
-    matmul_gelu_forward(a->h2, a->h2g, a->h1g, p->head2w, p->head2b, R, HH, HH, a->backward, NULL);
+    matmul_forward(a->h1, feat, p->head1w, p->head1b, R, D, HH);
+    gelu_forward(a->h1g, a->h1d, a->h1, (size_t)R * HH);
+    matmul_forward(a->h2, a->h1g, p->head2w, p->head2b, R, HH, HH);
+    gelu_forward(a->h2g, a->h2d, a->h2, (size_t)R * HH);
     matmul_forward(a->z, a->h2g, p->head3w, p->head3b, R, HH, BN);
     l2norm_forward(a->zn, a->znorm, a->z, R, BN);     // x = nn.functional.normalize(x, dim=-1)
     l2norm_forward(a->wn, a->vnorm, p->lastv, K, BN); // weight_norm: w_k = g_k v_k / |v_k|, g = 1
@@ -1622,8 +1381,10 @@ void head_backward(ParameterTensors *g, float *dfeat, HeadScratch *w, const Head
     }
     memset(w->dz, 0, (size_t)R * BN * sizeof(float));
     l2norm_backward(w->dz, w->dzn, a->zn, a->znorm, R, BN);
-    matmul_gelu_backward(w->dh2, g->head3w, g->head3b, w->dz, a->h2g, a->h2, p->head3w, R, HH, BN, NULL);
-    matmul_gelu_backward(w->dh1, g->head2w, g->head2b, w->dh2, a->h1g, a->h1, p->head2w, R, HH, HH, NULL);
+    matmul_backward(w->dh2, g->head3w, g->head3b, w->dz, a->h2g, p->head3w, R, HH, BN);
+    gelu_backward(w->dh2, a->h2d, w->dh2, (size_t)R * HH);
+    matmul_backward(w->dh1, g->head2w, g->head2b, w->dh2, a->h1g, p->head2w, R, HH, HH);
+    gelu_backward(w->dh1, a->h1d, w->dh1, (size_t)R * HH);
     matmul_backward(dfeat, g->head1w, g->head1b, w->dh1, feat, p->head1w, R, D, HH);
 }
 
@@ -1750,6 +1511,7 @@ void dino_build(Dino *d, const Config *cfg) {
     d->bw.dres = (float *)mallocCheck(RTmax * D * sizeof(float));
     d->bw.dbranch = (float *)mallocCheck(RTmax * D * sizeof(float));
     d->bw.dln = (float *)mallocCheck(RTmax * D * sizeof(float));
+    d->bw.datty = (float *)mallocCheck(RTmax * D * sizeof(float));
     d->bw.dqkv = (float *)mallocCheck(RTmax * 3 * D * sizeof(float));
     d->bw.dfch = (float *)mallocCheck(RTmax * H * sizeof(float));
     d->bw.dpos = (float *)mallocCheck(Tmax * D * sizeof(float));
@@ -1778,7 +1540,7 @@ void dino_free(Dino *d) {
     head_acts_free(&d->s_head); head_acts_free(&d->t_head);
     free(d->s_feat); free(d->t_feat); free(d->ps); free(d->pt); free(d->lse); free(d->dlogits); free(d->dfeat);
     free(d->dp_scale);
-    free(d->bw.dres); free(d->bw.dbranch); free(d->bw.dln); free(d->bw.dqkv); free(d->bw.dfch); free(d->bw.dpos); free(d->bw.dcls);
+    free(d->bw.dres); free(d->bw.dbranch); free(d->bw.dln); free(d->bw.datty); free(d->bw.dqkv); free(d->bw.dfch); free(d->bw.dpos); free(d->bw.dcls);
     free(d->hw.dzn); free(d->hw.dz); free(d->hw.dh1); free(d->hw.dh2); free(d->hw.dwn);
     memset(d, 0, sizeof(*d));
 }
@@ -2958,8 +2720,7 @@ void knn_classify(float *top1, float *top5, const int *ks, int nk, const float *
     for (int start = 0; start < ntest; start += chunk) {
         int rows = ntest - start < chunk ? ntest - start : chunk;
         // cosines: sims (rows, ntrain) = test rows (rows, D) @ train_t (D, ntrain)
-        matmul_blocked(&(Product){ .Cm = sims, .ldc = ntrain, .A = test + (size_t)start * D, .sai = D, .sak = 1, .B = train_t,
-                                   .sbk = ntrain, .sbj = 1, .M = rows, .Nc = ntrain, .K = D, .overwrite = 1 });
+        matmul_parallel(sims, ntrain, test + (size_t)start * D, D, 1, train_t, ntrain, 1, NULL, 0, rows, ntrain, D);
         int h1[rows][nk], h5[rows][nk]; // per test row, summed below in a fixed order
         #pragma omp parallel for
         for (int r = 0; r < rows; r++) {
@@ -4143,34 +3904,24 @@ static int cmd_linear(int argc, char **argv) {
 // the global crops, the student's forward and backward on all crops (backward = 2x forward,
 // but the patch embedding needs no input gradient). executed = 0: the model's FLOPs, counted
 // as data/bench_torch.py counts them (every row of every block, the last layer's gradient
-// computed while frozen); 1: the ones dino.c runs, without the last block's queries other
-// than CLS (their q, attention rows, projection and MLP: backbone_forward), on average
-// without the branches drop path drops (their forward, and their backward but for the
-// weight gradients) and, with last_frozen, without the frozen gradient.
+// computed while frozen); 1: the ones dino.c runs, without the last block's rows other than
+// the CLS token's after its qkv (their attention rows, projection and MLP: block_forward)
+// and, with last_frozen, without the frozen gradient.
 static double step_flops(const Config *c, int executed, int last_frozen) {
     double D = c->dim, H = (double)c->mlp_ratio * c->dim, hs = (double)c->dim / c->heads, CPP = (double)c->channels * c->patch * c->patch;
-    double fwd[2], bwd[2], dropped[2] = { 0, 0 };
+    double fwd[2], bwd[2];
     for (int g = 0; g < 2; g++) {
         double n = (double)((g == 0 ? c->img_size : c->local_size) / c->patch), np = n * n, T = np + 1;
         double embed = 2 * np * CPP * D;
         double qkv = 2 * T * D * 3 * D, per_query = 2 * D * D + 4 * D * H + c->heads * 4 * T * hs; // proj, MLP, attention row
-        double block = qkv + T * per_query, last = executed ? 2 * T * D * 2 * D + 2 * D * D + per_query : block; // k, v of all, q of CLS
+        double block = qkv + T * per_query, last = executed ? qkv + per_query : block; // qkv of every token, the rest of CLS
         fwd[g] = embed + (c->depth - 1) * block + last;
         bwd[g] = embed + 2 * ((c->depth - 1) * block + last);
-        // a dropped attention branch: forward, input gradients of qkv and proj, attention's
-        // backward (twice its forward); a dropped MLP: forward and input gradients. In the
-        // last block: k and v of every token, the CLS rows' q, attention row, proj and MLP.
-        double attn = qkv + T * 2 * D * D, att = T * c->heads * 4 * T * hs, mlp = T * 4 * D * H;
-        double attn_last = 2 * T * D * 2 * D + 4 * D * D, att_last = c->heads * 4 * T * hs, mlp_last = 4 * D * H;
-        for (int l = 0; executed && l < c->depth; l++)
-            dropped[g] += drop_path_rate(c, l) * (l < c->depth - 1 ? 2 * attn + 3 * att + 2 * mlp
-                                                                   : 2 * attn_last + 3 * att_last + 2 * mlp_last);
     }
     double HH = c->head_hidden, BN = c->bottleneck, K = c->out_dim, head = 2 * (D * HH + HH * HH + HH * BN + BN * K);
     double head_bwd = 2 * head - (executed && last_frozen ? 2 * BN * K : 0);
     double ng = 2.0 * c->batch, nl = (double)c->n_local * c->batch;
-    return ng * (fwd[0] + head) + ng * fwd[0] + nl * fwd[1] + (ng + nl) * head + ng * bwd[0] + nl * bwd[1] + (ng + nl) * head_bwd
-           - ng * dropped[0] - nl * dropped[1];
+    return ng * (fwd[0] + head) + ng * fwd[0] + nl * fwd[1] + (ng + nl) * head + ng * bwd[0] + nl * bwd[1] + (ng + nl) * head_bwd;
 }
 
 // Times full training steps on fixed random crops (no data loading): teacher forward,
@@ -4229,8 +3980,7 @@ static int cmd_bench(int argc, char **argv) {
            cfg.img_size, cfg.patch, cfg.dim, cfg.depth, cfg.heads, cfg.mlp_ratio, cfg.head_hidden, cfg.bottleneck, cfg.out_dim,
            cfg.img_size, cfg.n_local, cfg.local_size, cfg.batch);
     printf("FLOPs per step: %.3f GFLOP (matmuls and attention, counted as data/bench_torch.py counts them); dino.c runs "
-           "%.3f of them (the last block's CLS rows only but for its keys and values, on average not the branches drop path drops, "
-           "no gradient for the frozen last layer): "
+           "%.3f of them (the last block's CLS rows only after its qkv, no gradient for the frozen last layer): "
            "%.1f GFLOP/s\n", flops / 1e9, run / 1e9, run / med / 1e9);
     printf("bench dino.c: step %.1f ms (median of %d, min %.1f, max %.1f), %.1f img/s, %.1f GFLOP/s, peak RSS %.0f MiB, threads %d\n",
            med * 1e3, steps, t[0] * 1e3, t[steps - 1] * 1e3, cfg.batch / med, flops / med / 1e9, ru.ru_maxrss / 1024.0, threads);
