@@ -409,11 +409,12 @@ void gelu_backward(float *dinp, const float *grad, const float *dout, size_t N) 
 }
 
 // ----------------------------------------------------------------------------
-// The matrix product: all of dino.c's speed is in the next hundred lines.
+// The matrix product: all of dino.c's speed is in this section.
 //
 // Every product in dino.c, the linear layers' three and the attention's, is
 //   C (M, N) = bias + A (M, K) B (K, N)    or, with accumulate,    C += A B
-// with A, B and C read through strides, so that a transposed operand is never copied:
+// with A, B and C read through strides, so that the attention reads q, k and v in place
+// and the transposes of the backward passes (dout^T, a^T) are never copied:
 //   A(i,k) = A[i*sai + k*sak],   B(k,j) = B[k*sbk + j*sbj],   C(i,j) = C[i*ldc + j].
 // matmul_reference is the definition, a plain triple loop. matmul_rows computes the same in
 // blocks: a thread takes MM_MC rows of C at a time; for each slice of MM_KC values of k and
@@ -868,7 +869,6 @@ void update_center(float *center, const float *t_logits, float momentum, int RT,
     for (int k = 0; k < K; k++) center[k] = center[k] * momentum + (sum[k] / RT) * (1.0f - momentum);
 }
 
-
 // ----------------------------------------------------------------------------
 // 3. the model
 
@@ -1141,7 +1141,6 @@ void point_parameters(ParameterTensors *p, float *block, const size_t *sizes) {
     for (int i = 0; i < NUM_PARAM_TENSORS; i++) { *ptrs[i] = block; block += sizes[i]; }
 }
 
-
 // The activations of one backbone pass over R crops of one resolution. The student has
 // one per chunk of its images (global crops, then local), the teacher one (a chunk of the
 // global crops at a time). Per block there is a slot of each tensor; with keep_all = 0
@@ -1187,6 +1186,7 @@ void backbone_acts_alloc(BackboneActs *a, const Config *c, int R, int S, int kee
     size_t n[] = { R * a->NP * CPP, R * a->NP * D, a->T * D, RT * D, Ls * RT * D, Ls * RT, Ls * RT, Ls * RT * 3 * D,
                    Ls * R * NH * a->T * a->T, Ls * RT * D, Ls * RT * D, Ls * RT * D, Ls * RT, Ls * RT, Ls * RT * H,
                    keep_all ? Ls * RT * H : 0, Ls * RT * D, RT * D, RT * H, R * D, R, R };
+    _Static_assert(sizeof(n) / sizeof(n[0]) == sizeof(bufs) / sizeof(bufs[0]), "a size for every buffer");
     for (size_t i = 0; i < sizeof(n) / sizeof(n[0]); i++) *bufs[i] = n[i] > 0 ? (float *)mallocCheck(n[i] * sizeof(float)) : NULL;
 }
 
@@ -1220,8 +1220,9 @@ static void block_forward(BackboneActs *a, const ParameterTensors *p, const Conf
     // The backbone's output is the CLS token of the last block (the final norm takes token
     // 0), so there the other tokens' rows would be computed and thrown away: the CLS token is
     // the only query (Tq = 1), and the projection, norm2 and the MLP run on its R rows
-    // instead of R T. Keys and values still come from every token. (The official code
-    // computes every row; its CLS rows are these numbers. 1520 -> 1354 ms per benchmark step.)
+    // instead of R T. Keys and values still come from every token. The official code
+    // computes every row; its CLS rows are these numbers. (Benchmark step 1520 -> 1354 ms,
+    // measured together with fusions since removed, which alone measured within noise.)
     int Tq = l == c->depth - 1 ? 1 : T;
     size_t RQ = (size_t)R * Tq;
     // x = x + drop_path(attn(norm1(x)))
@@ -1343,6 +1344,7 @@ void head_acts_alloc(HeadActs *a, const Config *c, int R, int backward) {
     a->R = R; a->backward = backward;
     float **bufs[] = { &a->h1, &a->h1g, &a->h1d, &a->h2, &a->h2g, &a->h2d, &a->z, &a->zn, &a->znorm, &a->wn, &a->vnorm, &a->logits };
     size_t n[] = { R * HH, R * HH, backward ? R * HH : 0, R * HH, R * HH, backward ? R * HH : 0, R * BN, R * BN, R, K * BN, K, R * K };
+    _Static_assert(sizeof(n) / sizeof(n[0]) == sizeof(bufs) / sizeof(bufs[0]), "a size for every buffer");
     for (size_t i = 0; i < sizeof(n) / sizeof(n[0]); i++) *bufs[i] = n[i] > 0 ? (float *)mallocCheck(n[i] * sizeof(float)) : NULL;
 }
 
@@ -1493,34 +1495,22 @@ void dino_build(Dino *d, const Config *cfg) {
     backbone_acts_alloc(&d->t_global, c, ng, c->img_size, 0);
     head_acts_alloc(&d->s_head, c, d->RS, 1);
     head_acts_alloc(&d->t_head, c, d->RT, 0);
-    d->s_feat = (float *)mallocCheck((size_t)d->RS * D * sizeof(float));
-    d->t_feat = (float *)mallocCheck((size_t)d->RT * D * sizeof(float));
-    d->ps = (float *)mallocCheck((size_t)d->RS * K * sizeof(float));
-    d->pt = (float *)mallocCheck((size_t)d->RT * K * sizeof(float));
-    d->lse = (float *)mallocCheck((size_t)d->RS * sizeof(float));
-    d->dlogits = (float *)mallocCheck((size_t)d->RS * K * sizeof(float));
-    d->dfeat = (float *)mallocCheck((size_t)d->RS * D * sizeof(float));
-    d->dp_scale = (float *)mallocCheck((size_t)c->depth * 2 * d->RS * sizeof(float));
-    // backward scratch, sized for the largest chunk of the student's passes
-    size_t RTmax = 0, Tmax = 0, H = (size_t)c->mlp_ratio * D;
+    // the features, the loss's buffers, the drop path scales, and the backward's scratch,
+    // sized for the largest chunk of the student's passes
+    size_t RTmax = 0, Tmax = 0, H = (size_t)c->mlp_ratio * D, RS = d->RS, RT = d->RT, BN = c->bottleneck, HH = c->head_hidden;
     for (int i = 0; i < d->n_chunks; i++) {
         const BackboneActs *a = &d->s_chunks[i];
         if ((size_t)a->R * a->T > RTmax) RTmax = (size_t)a->R * a->T;
         if ((size_t)a->T > Tmax) Tmax = a->T;
     }
-    d->bw.dres = (float *)mallocCheck(RTmax * D * sizeof(float));
-    d->bw.dbranch = (float *)mallocCheck(RTmax * D * sizeof(float));
-    d->bw.dln = (float *)mallocCheck(RTmax * D * sizeof(float));
-    d->bw.datty = (float *)mallocCheck(RTmax * D * sizeof(float));
-    d->bw.dqkv = (float *)mallocCheck(RTmax * 3 * D * sizeof(float));
-    d->bw.dfch = (float *)mallocCheck(RTmax * H * sizeof(float));
-    d->bw.dpos = (float *)mallocCheck(Tmax * D * sizeof(float));
-    d->bw.dcls = (float *)mallocCheck((size_t)d->RS * D * sizeof(float));
-    d->hw.dzn = (float *)mallocCheck((size_t)d->RS * c->bottleneck * sizeof(float));
-    d->hw.dz = (float *)mallocCheck((size_t)d->RS * c->bottleneck * sizeof(float));
-    d->hw.dh1 = (float *)mallocCheck((size_t)d->RS * c->head_hidden * sizeof(float));
-    d->hw.dh2 = (float *)mallocCheck((size_t)d->RS * c->head_hidden * sizeof(float));
-    d->hw.dwn = (float *)mallocCheck((size_t)K * c->bottleneck * sizeof(float));
+    float **bufs[] = { &d->s_feat, &d->t_feat, &d->ps, &d->pt, &d->lse, &d->dlogits, &d->dfeat, &d->dp_scale, &d->bw.dres,
+                       &d->bw.dbranch, &d->bw.dln, &d->bw.datty, &d->bw.dqkv, &d->bw.dfch, &d->bw.dpos, &d->bw.dcls,
+                       &d->hw.dzn, &d->hw.dz, &d->hw.dh1, &d->hw.dh2, &d->hw.dwn };
+    size_t sizes[] = { RS * D, RT * D, RS * K, RT * K, RS, RS * K, RS * D, (size_t)c->depth * 2 * RS, RTmax * D,
+                       RTmax * D, RTmax * D, RTmax * D, RTmax * 3 * D, RTmax * H, Tmax * D, RS * D,
+                       RS * BN, RS * BN, RS * HH, RS * HH, (size_t)K * BN };
+    _Static_assert(sizeof(sizes) / sizeof(sizes[0]) == sizeof(bufs) / sizeof(bufs[0]), "a size for every buffer");
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) *bufs[i] = (float *)mallocCheck(sizes[i] * sizeof(float));
     // nothing has been written to yet (Linux hands out memory on first touch), so this is the
     // moment to say that it will not fit
     double need = (double)(bytes_requested - bytes_before), have = (double)sysconf(_SC_PHYS_PAGES) * sysconf(_SC_PAGE_SIZE);
@@ -1538,10 +1528,10 @@ void dino_free(Dino *d) {
     free(d->s_chunks);
     backbone_acts_free(&d->t_global);
     head_acts_free(&d->s_head); head_acts_free(&d->t_head);
-    free(d->s_feat); free(d->t_feat); free(d->ps); free(d->pt); free(d->lse); free(d->dlogits); free(d->dfeat);
-    free(d->dp_scale);
-    free(d->bw.dres); free(d->bw.dbranch); free(d->bw.dln); free(d->bw.datty); free(d->bw.dqkv); free(d->bw.dfch); free(d->bw.dpos); free(d->bw.dcls);
-    free(d->hw.dzn); free(d->hw.dz); free(d->hw.dh1); free(d->hw.dh2); free(d->hw.dwn);
+    float *bufs[] = { d->s_feat, d->t_feat, d->ps, d->pt, d->lse, d->dlogits, d->dfeat, d->dp_scale, d->bw.dres, d->bw.dbranch,
+                      d->bw.dln, d->bw.datty, d->bw.dqkv, d->bw.dfch, d->bw.dpos, d->bw.dcls, d->hw.dzn, d->hw.dz, d->hw.dh1,
+                      d->hw.dh2, d->hw.dwn };
+    for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) free(bufs[i]);
     memset(d, 0, sizeof(*d));
 }
 
@@ -3328,10 +3318,18 @@ static int was_given(const Opt *opts, const char *name) {
     return 0;
 }
 
-// Parses argv[first..] into the command's options and, when cfg is not NULL, the config
-// fields; cfg_set[i] records which config fields were given.
-static void parse_args(int argc, char **argv, int first, const Opt *opts, Config *cfg, int *cfg_set, const char *cmd) {
-    for (int i = first; i < argc; i++) {
+// Parses argv[2..] into the command's options and, when cfg is not NULL, the config fields;
+// cfg_set[i] records which config fields were given. --help (or -h) anywhere prints the
+// command's usage line, its options and config flags with their defaults, and exits.
+static void parse_args(int argc, char **argv, const Opt *opts, Config *cfg, int *cfg_set, const char *cmd, const char *usage) {
+    for (int i = 2; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            printf("usage: ./dino %s %s\n", cmd, usage);
+            print_opts(opts);
+            if (cfg != NULL) { printf("model and recipe (config flags; the defaults of ./dino %s):\n", cmd); print_config_flags(cfg); }
+            exit(0);
+        }
+    for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         if (strncmp(a, "--", 2) != 0) die("unexpected argument '%s'; flags look like --name value (./dino %s --help)", a, cmd);
         const char *name = a + 2;
@@ -3360,9 +3358,14 @@ static void parse_args(int argc, char **argv, int first, const Opt *opts, Config
     }
 }
 
-static int wants_help(int argc, char **argv) {
-    for (int i = 2; i < argc; i++) if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) return 1;
-    return 0;
+// The pixel mean and std of the data, for the channels whose --mean_* / --std_* were not given.
+static void set_pixel_stats(Config *cfg, const int *cfg_set, const Dataset *ds) {
+    float mean[3], std[3];
+    dataset_stats(ds, mean, std);
+    for (int c = 0; c < ds->C; c++) {
+        if (!cfg_set[config_index(mean_names[c])]) cfg->mean[c] = mean[c];
+        if (!cfg_set[config_index(std_names[c])]) cfg->std[c] = std[c];
+    }
 }
 
 static void make_dirs(const char *path) {
@@ -3426,14 +3429,7 @@ static int cmd_train(int argc, char **argv) {
         { "threads", 'i', &threads, "OpenMP threads (0 = OMP_NUM_THREADS or all cores)" },
         { NULL, 0, NULL, NULL },
     };
-    if (wants_help(argc, argv)) {
-        printf("usage: ./dino train --data PATH [--test PATH] [--out DIR] [--epochs N | --steps N | --minutes M] [flags]\n");
-        print_opts(opts);
-        printf("model and recipe (defaults: a recipe for CPU minutes on 32 px images; README, \"The CPU recipe\"):\n");
-        print_config_flags(&cfg);
-        return 0;
-    }
-    parse_args(argc, argv, 2, opts, &cfg, cfg_set, "train");
+    parse_args(argc, argv, opts, &cfg, cfg_set, "train", "--data PATH [--test PATH] [--out DIR] [--epochs N | --steps N | --minutes M] [flags]");
     // the two ablations of the paper's collapse study (section 5.3, figure 7), as config fields
     if (no_centering) { cfg.center = 0; cfg_set[config_index("center")] = 1; }
     if (no_sharpening) {
@@ -3519,12 +3515,7 @@ static int cmd_train(int argc, char **argv) {
 
     int per_epoch = ds.n / cfg.batch, total;
     if (resume == NULL) {
-        float mean[3], std[3];
-        dataset_stats(&ds, mean, std);
-        for (int c = 0; c < cfg.channels; c++) {
-            if (!cfg_set[config_index(mean_names[c])]) cfg.mean[c] = mean[c];
-            if (!cfg_set[config_index(std_names[c])]) cfg.std[c] = std[c];
-        }
+        set_pixel_stats(&cfg, cfg_set, &ds);
         // how long, and the schedules fitted to it
         if (minutes > 0) {
             Dino probe; // time a few steps of this config on this data, on a throwaway model
@@ -3617,8 +3608,7 @@ static int cmd_knn(int argc, char **argv) {
         { "synthetic-n", 'i', &synthetic_n, "size of the synthetic training set" },
         { NULL, 0, NULL, NULL },
     };
-    if (wants_help(argc, argv)) { printf("usage: ./dino knn --model CKPT --train PATH --test PATH [flags]\n"); print_opts(opts); return 0; }
-    parse_args(argc, argv, 2, opts, NULL, NULL, "knn");
+    parse_args(argc, argv, opts, NULL, NULL, "knn", "--model CKPT --train PATH --test PATH [flags]");
     if (model == NULL || train_path == NULL || test_path == NULL) die("./dino knn needs --model, --train and --test");
     if (k < 1 || k > 10000) die("--k must be in [1, 10000], got %d", k);
     if (!(temp > 0)) die("--temp must be > 0, got %g", temp);
@@ -3676,20 +3666,14 @@ static int cmd_crops(int argc, char **argv) {
         { "synthetic-n", 'i', &synthetic_n, "size of the synthetic set" },
         { NULL, 0, NULL, NULL },
     };
-    if (wants_help(argc, argv)) { printf("usage: ./dino crops --data PATH [--index I] [--output FILE.png] [config flags]\n"); print_opts(opts); return 0; }
-    parse_args(argc, argv, 2, opts, &cfg, cfg_set, "crops");
+    parse_args(argc, argv, opts, &cfg, cfg_set, "crops", "--data PATH [--index I] [--output FILE.png] [config flags]");
     if (data == NULL) die("./dino crops needs --data PATH");
     if (synthetic_n < 1 || synthetic_n > 1000000) die("--synthetic-n must be in [1, 1000000], got %d", synthetic_n);
     Dataset ds;
     open_or_die(&ds, data, 0, NULL, &cfg, synthetic_n, 0);
     if (index >= ds.n) die("--index %d is out of range: the data set has %d images", index, ds.n);
     cfg.channels = ds.C;
-    float mean[3], std[3];
-    dataset_stats(&ds, mean, std);
-    for (int c = 0; c < ds.C; c++) {
-        if (!cfg_set[config_index(mean_names[c])]) cfg.mean[c] = mean[c];
-        if (!cfg_set[config_index(std_names[c])]) cfg.std[c] = std[c];
-    }
+    set_pixel_stats(&cfg, cfg_set, &ds);
     const char *err = config_error(&cfg);
     if (err) die("bad config: %s", err);
     int C = ds.C, S = cfg.img_size, s = cfg.local_size, ncrops = 2 + cfg.n_local, cell = 4 * S, gap = 4;
@@ -3753,12 +3737,7 @@ static int cmd_attn(int argc, char **argv) {
         { "synthetic-n", 'i', &synthetic_n, "size of the synthetic training set (its test split has n/5)" },
         { NULL, 0, NULL, NULL },
     };
-    if (wants_help(argc, argv)) {
-        printf("usage: ./dino attn --model CKPT (--image FILE ... | --data PATH --index I ...) --output DIR [flags]\n");
-        print_opts(opts);
-        return 0;
-    }
-    parse_args(argc, argv, 2, opts, NULL, NULL, "attn");
+    parse_args(argc, argv, opts, NULL, NULL, "attn", "--model CKPT (--image FILE ... | --data PATH --index I ...) --output DIR [flags]");
     if (model == NULL) die("./dino attn needs --model CKPT");
     if (images.n == 0 && indices.n == 0) die("./dino attn needs --image FILE, or --data PATH with --index I");
     if ((data != NULL) != (indices.n > 0)) die("--data and --index go together: --data PATH --index I [--index J ...]");
@@ -3817,8 +3796,7 @@ static int cmd_embed(int argc, char **argv) {
         { "synthetic-n", 'i', &synthetic_n, "size of the synthetic training set (its test split has n/5)" },
         { NULL, 0, NULL, NULL },
     };
-    if (wants_help(argc, argv)) { printf("usage: ./dino embed --model CKPT --data PATH --output FILE.npy [flags]\n"); print_opts(opts); return 0; }
-    parse_args(argc, argv, 2, opts, NULL, NULL, "embed");
+    parse_args(argc, argv, opts, NULL, NULL, "embed", "--model CKPT --data PATH --output FILE.npy [flags]");
     if (model == NULL || data == NULL || output == NULL) die("./dino embed needs --model, --data and --output");
     Dino d;
     load_checkpoint(&d, model);
@@ -3868,8 +3846,7 @@ static int cmd_linear(int argc, char **argv) {
         { "synthetic-n", 'i', &synthetic_n, "size of the synthetic training set" },
         { NULL, 0, NULL, NULL },
     };
-    if (wants_help(argc, argv)) { printf("usage: ./dino linear --model CKPT --train PATH --test PATH [flags]\n"); print_opts(opts); return 0; }
-    parse_args(argc, argv, 2, opts, NULL, NULL, "linear");
+    parse_args(argc, argv, opts, NULL, NULL, "linear", "--model CKPT --train PATH --test PATH [flags]");
     if (model == NULL || train_path == NULL || test_path == NULL) die("./dino linear needs --model, --train and --test");
     if (epochs < 1 || batch < 1 || !(lr > 0.0f)) die("--epochs and --batch must be >= 1 and --lr > 0");
     Dino d;
@@ -3939,13 +3916,7 @@ static int cmd_bench(int argc, char **argv) {
         { "threads", 'i', &threads, "OpenMP threads (0 = OMP_NUM_THREADS or all cores)" },
         { NULL, 0, NULL, NULL },
     };
-    if (wants_help(argc, argv)) {
-        printf("usage: ./dino bench [--steps N] [config flags]  (default: the fixed benchmark configuration)\n");
-        print_opts(opts);
-        print_config_flags(&cfg);
-        return 0;
-    }
-    parse_args(argc, argv, 2, opts, &cfg, cfg_set, "bench");
+    parse_args(argc, argv, opts, &cfg, cfg_set, "bench", "[--steps N] [config flags]  (default: the fixed benchmark configuration)");
     if (steps < 1) die("--steps must be >= 1");
     if (threads > 1024) die("--threads must be in [0, 1024], got %d", threads);
 #ifdef _OPENMP
@@ -3993,7 +3964,7 @@ static int cmd_info(int argc, char **argv) {
     Config c = default_config();
     int cfg_set[NUM_CONFIG_FIELDS] = { 0 };
     Opt opts[] = { { NULL, 0, NULL, NULL } };
-    parse_args(argc, argv, 2, opts, &c, cfg_set, "info");
+    parse_args(argc, argv, opts, &c, cfg_set, "info", "[config flags]");
     Dino d;
     dino_build(&d, &c);
     print_config_flags(&d.cfg);
@@ -4008,26 +3979,25 @@ static int cmd_info(int argc, char **argv) {
 
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
-    const char *usage =
-        "usage: ./dino COMMAND [flags]   (./dino COMMAND --help for its flags)\n"
-        "  train   self-supervised training: ./dino train --data PATH --out DIR [--minutes M]\n"
-        "  knn     k-NN evaluation of a checkpoint: ./dino knn --model CKPT --train PATH --test PATH\n"
-        "  crops   PNG of one image's multi-crop views: ./dino crops --data PATH --output crops.png\n"
-        "  attn    attention maps of the last block: ./dino attn --model CKPT --image FILE --output DIR\n"
-        "  embed   teacher features as .npy: ./dino embed --model CKPT --data PATH --output FILE.npy\n"
-        "  linear  linear probe on frozen features: ./dino linear --model CKPT --train PATH --test PATH\n"
-        "  bench   time training steps on fixed random crops: ./dino bench [--steps N]\n"
-        "  info    the configuration and the parameter layout\n";
+    static const struct { const char *name; int (*run)(int, char **); const char *help; } commands[] = {
+        { "train", cmd_train, "self-supervised training: ./dino train --data PATH --out DIR [--minutes M]" },
+        { "knn", cmd_knn, "k-NN evaluation of a checkpoint: ./dino knn --model CKPT --train PATH --test PATH" },
+        { "crops", cmd_crops, "PNG of one image's multi-crop views: ./dino crops --data PATH --output crops.png" },
+        { "attn", cmd_attn, "attention maps of the last block: ./dino attn --model CKPT --image FILE --output DIR" },
+        { "embed", cmd_embed, "teacher features as .npy: ./dino embed --model CKPT --data PATH --output FILE.npy" },
+        { "linear", cmd_linear, "linear probe on frozen features: ./dino linear --model CKPT --train PATH --test PATH" },
+        { "bench", cmd_bench, "time training steps on fixed random crops: ./dino bench [--steps N]" },
+        { "info", cmd_info, "the configuration and the parameter layout" },
+    };
+    int n = (int)(sizeof(commands) / sizeof(commands[0]));
     if (argc < 2) die("no command given; ./dino --help lists the commands");
-    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) { fputs(usage, stdout); return 0; }
-    if (strcmp(argv[1], "train") == 0) return cmd_train(argc, argv);
-    if (strcmp(argv[1], "knn") == 0) return cmd_knn(argc, argv);
-    if (strcmp(argv[1], "crops") == 0) return cmd_crops(argc, argv);
-    if (strcmp(argv[1], "attn") == 0) return cmd_attn(argc, argv);
-    if (strcmp(argv[1], "embed") == 0) return cmd_embed(argc, argv);
-    if (strcmp(argv[1], "linear") == 0) return cmd_linear(argc, argv);
-    if (strcmp(argv[1], "info") == 0) return cmd_info(argc, argv);
-    if (strcmp(argv[1], "bench") == 0) return cmd_bench(argc, argv);
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+        printf("usage: ./dino COMMAND [flags]   (./dino COMMAND --help for its flags)\n");
+        for (int i = 0; i < n; i++) printf("  %-7s %s\n", commands[i].name, commands[i].help);
+        return 0;
+    }
+    for (int i = 0; i < n; i++)
+        if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc, argv);
     die("unknown command '%s'; try ./dino --help", argv[1]);
 }
 #endif

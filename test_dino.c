@@ -647,16 +647,16 @@ static void att_bwd(AttGrads *g, const AttCtx *c, const float *dout) {
                        c->qkvw, c->projw, c->R, c->T, c->Tq, c->D, c->NH);
 }
 static void att_fd_checks(const char *what, const Objective *o, const AttCtx *c, const AttGrads *g) {
-    char name[96];
-    int R = c->R, T = c->T, D = c->D;
-    snprintf(name, sizeof(name), "%s d input, T = %d", what, T);
-    fd_check(name, o, c->inp, g->dinp, R * T * D);
-    snprintf(name, sizeof(name), "%s d qkv weight, bias, T = %d", what, T);
-    fd_check(name, o, c->qkvw, g->dqkvw, 3 * D * D);
-    fd_check(name, o, c->qkvb, g->dqkvb, 3 * D);
-    snprintf(name, sizeof(name), "%s d proj weight, bias, T = %d", what, T);
-    fd_check(name, o, c->projw, g->dprojw, D * D);
-    fd_check(name, o, c->projb, g->dprojb, D);
+    int T = c->T, D = c->D;
+    const char *names[5] = { "input", "qkv weight", "qkv bias", "proj weight", "proj bias" };
+    float *x[5] = { c->inp, c->qkvw, c->qkvb, c->projw, c->projb };
+    const float *grad[5] = { g->dinp, g->dqkvw, g->dqkvb, g->dprojw, g->dprojb };
+    size_t n[5] = { (size_t)c->R * T * D, (size_t)3 * D * D, (size_t)3 * D, (size_t)D * D, (size_t)D };
+    for (int i = 0; i < 5; i++) {
+        char name[96];
+        snprintf(name, sizeof(name), "%s d %s, T = %d", what, names[i], T);
+        fd_check(name, o, x[i], grad[i], n[i]);
+    }
 }
 static void att_grads_free(AttGrads *g) {
     float *bufs[] = { g->dinp, g->dqkvw, g->dqkvb, g->dprojw, g->dprojb, g->dqkv, g->datty };
