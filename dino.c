@@ -25,10 +25,11 @@ What is in here, in the order a reader of the paper meets it:
 
 What is not in here: no BLAS, no intrinsics, no autograd. Every backward pass is written
 by hand next to its forward, checked against finite differences and against PyTorch
-(test_dino.c, data/reference.py). OpenMP: PRAGMA_PARALLEL pragmas share loops among threads,
-each over rows, (image, head) pairs or tensors that write disjoint memory, so results do
-not depend on the number of threads; PRAGMA_SIMD more (`omp simd`) tell the compiler a
-loop's sums may be vectorised, the same with or without OpenMP (-fopenmp-simd).
+(test_dino.c, data/reference.py). OpenMP: 52 pragmas. 35 share loops among threads, over
+rows, (image, head) pairs or tensors whose iterations write disjoint memory (where they
+meet in a sum, in a fixed order), so results do not depend on the number of threads; the
+other 17 (`omp simd`) ask the compiler to vectorise a loop (a sum in vector lanes, also a
+fixed order), in builds with OpenMP and without.
 
 Size letters used in shapes throughout:
   B   batch (images)             R   rows = images in one pass (e.g. 2 global crops x B)
@@ -554,6 +555,7 @@ static void transpose(float *out, const float *in, int rows, int cols) {
             for (int j = j0; j < imin(j0 + 32, cols); j++)
                 for (int i = i0; i < imin(i0 + 32, rows); i++) out[(size_t)j * rows + i] = in[(size_t)i * cols + j];
 }
+
 // ----------------------------------------------------------------------------
 // (the end of the matrix product; the layers again)
 
@@ -1220,7 +1222,8 @@ static void block_forward(BackboneActs *a, const ParameterTensors *p, const Conf
     // The backbone's output is the CLS token of the last block (the final norm takes token
     // 0), so there the other tokens' rows would be computed and thrown away: the CLS token is
     // the only query (Tq = 1), and the projection, norm2 and the MLP run on its R rows
-    // instead of R T. Keys and values still come from every token. The official code
+    // instead of R T. Keys and values still come from every token (qkv is one product for
+    // all of them: the CLS token's q on its own measured within noise). The official code
     // computes every row; its CLS rows are these numbers. (Benchmark step 1520 -> 1354 ms,
     // measured together with fusions since removed, which alone measured within noise.)
     int Tq = l == c->depth - 1 ? 1 : T;
@@ -3393,6 +3396,17 @@ static void open_or_die(Dataset *ds, const char *path, int test_split, const cha
     if (dataset_open(ds, path, test_split, exclude, c->channels, c->img_size, synthetic_n, skip_bad) != 0) die("%s", data_error);
 }
 
+// The labelled --train and --test data of knn and linear, cut to their first max_train and
+// max_test images (0: all); what names the command in the message when labels are missing.
+static void open_train_test(Dataset *tr, Dataset *te, const char *train_path, const char *test_path, const Config *c,
+                            int synthetic_n, int max_train, int max_test, const char *what) {
+    open_or_die(tr, train_path, 0, test_path, c, synthetic_n, 0);
+    open_or_die(te, test_path, is_dir(test_path) || strcmp(test_path, "synthetic") == 0, NULL, c, synthetic_n, 0);
+    if (tr->labels == NULL || te->labels == NULL) die("%s needs labels in both --train and --test", what);
+    if (max_train > 0 && tr->n > max_train) tr->n = max_train;
+    if (max_test > 0 && te->n > max_test) te->n = max_test;
+}
+
 static void print_knn_table(const char *what, const float *top1, const float *top5) {
     printf("%s\n  k      top1    top5\n", what);
     for (int q = 0; q < KNN_NK; q++) printf("  %-4d  %6.2f  %6.2f\n", knn_ks[q], top1[q], top5[q]);
@@ -3616,12 +3630,8 @@ static int cmd_knn(int argc, char **argv) {
     Dino d;
     load_checkpoint(&d, model);
     Dataset tr, te;
-    open_or_die(&tr, train_path, 0, test_path, &d.cfg, synthetic_n, 0);
-    open_or_die(&te, test_path, is_dir(test_path) || strcmp(test_path, "synthetic") == 0, NULL, &d.cfg, synthetic_n, 0);
-    if (tr.labels == NULL || te.labels == NULL) die("k-NN needs labels in both --train and --test");
+    open_train_test(&tr, &te, train_path, test_path, &d.cfg, synthetic_n, max_train, max_test, "k-NN");
     if (tr.C != d.cfg.channels || te.C != d.cfg.channels) die("the data has %d channel(s) but the model in '%s' has %d; k-NN needs data like its training data", tr.C != d.cfg.channels ? tr.C : te.C, model, d.cfg.channels);
-    if (max_train > 0 && tr.n > max_train) tr.n = max_train;
-    if (max_test > 0 && te.n > max_test) te.n = max_test;
     int ks[KNN_NK + 1], nk = KNN_NK, head = 1;
     memcpy(ks, knn_ks, sizeof(knn_ks));
     for (head = 0; head < nk && ks[head] != k; head++) {}
@@ -3852,12 +3862,8 @@ static int cmd_linear(int argc, char **argv) {
     Dino d;
     load_checkpoint(&d, model);
     Dataset tr, te;
-    open_or_die(&tr, train_path, 0, test_path, &d.cfg, synthetic_n, 0);
-    open_or_die(&te, test_path, is_dir(test_path) || strcmp(test_path, "synthetic") == 0, NULL, &d.cfg, synthetic_n, 0);
-    if (tr.labels == NULL || te.labels == NULL) die("the linear probe needs labels in both --train and --test");
+    open_train_test(&tr, &te, train_path, test_path, &d.cfg, synthetic_n, max_train, max_test, "the linear probe");
     if (tr.C != d.cfg.channels || te.C != d.cfg.channels) die("the data has %d channel(s), the model %d", tr.C, d.cfg.channels);
-    if (max_train > 0 && tr.n > max_train) tr.n = max_train;
-    if (max_test > 0 && te.n > max_test) te.n = max_test;
     int D = d.cfg.dim, nclasses = tr.nclasses > te.nclasses ? tr.nclasses : te.nclasses;
     float *ftr = (float *)mallocCheck((size_t)tr.n * D * 4), *fte = (float *)mallocCheck((size_t)te.n * D * 4);
     double t = now_seconds();
