@@ -1376,6 +1376,8 @@ typedef struct { float *dzn, *dz, *dh1, *dh2, *dwn; } HeadScratch;
 // computed and g->lastv stays 0.
 void head_backward(ParameterTensors *g, float *dfeat, HeadScratch *w, const HeadActs *a, const ParameterTensors *p,
                    const Config *c, const float *feat, const float *dlogits, int last_frozen) {
+    // forward: h1g = gelu(head1(feat));  h2g = gelu(head2(h1g));  z = head3(h2g);
+    //          logits = (z / |z|) (v / |v|)^T.  dfeat is written.
     int R = a->R, D = c->dim, HH = c->head_hidden, BN = c->bottleneck, K = c->out_dim;
     if (last_frozen)
         matmul_backward(w->dzn, NULL, NULL, dlogits, a->zn, a->wn, R, BN, K);
