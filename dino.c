@@ -3707,9 +3707,10 @@ static int cmd_crops(int argc, char **argv) {
                     png[((size_t)y * W + j * (cell + gap) + xx) * 3 + c] = (uint8_t)lrintf(clamp01(v) * 255.0f);
                 }
     }
-    if (!stbi_write_png(output, W, cell, 3, png, W * 3)) die("cannot write '%s': %s; is its directory writable?", output, strerror(errno));
-    printf("wrote %s: image %d, then global crops 1 and 2, then %d local crops\n", output, index, cfg.n_local);
+    int written = stbi_write_png(output, W, cell, 3, png, W * 3), err_write = errno;
     free(g); free(l); free(orig); free(png);
+    if (!written) die("cannot write '%s': %s; is its directory writable?", output, strerror(err_write));
+    printf("wrote %s: image %d, then global crops 1 and 2, then %d local crops\n", output, index, cfg.n_local);
     dataset_free(&ds);
     return 0;
 }
