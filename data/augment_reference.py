@@ -29,7 +29,7 @@ import torchvision.transforms.functional_tensor as F_t
 from PIL import Image
 from torchvision.transforms import InterpolationMode
 
-from reference import read_reference, write_reference   # data/reference.py: the same file layout
+from reference import print_reference, read_reference, write_reference   # data/reference.py: the same file layout
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "augment_reference.bin")
 S = 32                                          # the test images are 3 x 32 x 32
@@ -245,8 +245,7 @@ def main():
     if "--check" in sys.argv:
         ref = read_reference(OUT)
         print(f"{OUT}: {len(ref)} tensors")
-        for k, v in ref.items():
-            print(f"  {k} {list(v.shape)}")
+        print_reference(ref)
         return
     torch.set_num_threads(1)
     images = make_images()

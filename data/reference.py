@@ -497,6 +497,12 @@ def read_reference(path):
     return out
 
 
+def print_reference(ref):
+    """One line per tensor of a reference file: its name and shape (the --check listing)."""
+    for k, v in ref.items():
+        print(f"  {k} {list(v.shape)}")
+
+
 def check_semantics(ref):
     """Recompute step 0's loss and center from the stored head outputs (numpy, float64)."""
     c = CFG
@@ -521,8 +527,7 @@ def main():
         ref = read_reference(OUT)
         check_semantics(ref)
         print(f"{OUT}: {len(ref)} tensors, step-0 loss and center consistent")
-        for k, v in ref.items():
-            print(f"  {k} {list(v.shape)}")
+        print_reference(ref)
         return
     torch.set_num_threads(1)
     init = initial_state()
