@@ -1764,32 +1764,32 @@ float dino_step(Dino *d, const float *globals, const float *locals) {
 #define CKPT_STATE 64
 #define CKPT_MIN_FIELDS 40 // the first version's config fields (before `center`)
 
-void checkpoint_header(int32_t *h, const Dino *d) {
-    memset(h, 0, CKPT_HEADER * sizeof(int32_t));
-    h[0] = CKPT_MAGIC;
-    h[1] = CKPT_VERSION;
-    h[2] = NUM_CONFIG_FIELDS;
-    Config c = d->cfg;
-    for (int i = 0; i < NUM_CONFIG_FIELDS; i++) memcpy(&h[3 + i], (char *)&c + config_fields[i].offset, 4);
-    h[CKPT_STATE + 0] = d->step;
-    h[CKPT_STATE + 1] = d->adam_steps;
-    h[CKPT_STATE + 2] = d->adam_steps_last;
-    h[CKPT_STATE + 3] = (int32_t)(uint32_t)(d->rng.state & 0xffffffffu);
-    h[CKPT_STATE + 4] = (int32_t)(uint32_t)(d->rng.state >> 32);
-    h[CKPT_STATE + 5] = (int32_t)(uint32_t)(d->num_params & 0xffffffffu);
-    h[CKPT_STATE + 6] = (int32_t)(uint32_t)((uint64_t)d->num_params >> 32);
+// data_fail for a reader that has a file open: closes it, then fails with the message.
+#define close_and_fail(f, ...) (fclose(f), data_fail(__VA_ARGS__))
+
+// Is everything a checkpoint holds finite? Training checks before every save, so that a
+// checkpoint on disk is always one training can continue from: one that is not is corrupt.
+static int state_finite(const Dino *d) {
+    size_t n = d->num_params;
+    return all_finite(d->params, n) && all_finite(d->teacher, n) && all_finite(d->adam_m, n) && all_finite(d->adam_v, n)
+        && all_finite(d->center, d->cfg.out_dim);
 }
 
-// Written to path.tmp, flushed to disk, then renamed over path: a kill at any moment
-// leaves either the old checkpoint or the new one, never half of one.
+// The header, then the tensors, written to path.tmp, flushed to disk, then renamed over path:
+// a kill at any moment leaves either the old checkpoint or the new one, never half of one.
 void save_checkpoint(const Dino *d, const char *path) {
+    int32_t h[CKPT_HEADER] = { CKPT_MAGIC, CKPT_VERSION, NUM_CONFIG_FIELDS }, *state = h + CKPT_STATE; // the rest 0
+    for (int i = 0; i < NUM_CONFIG_FIELDS; i++) memcpy(&h[3 + i], (const char *)&d->cfg + config_fields[i].offset, 4);
+    uint64_t n = d->num_params;
+    state[0] = d->step;
+    state[1] = d->adam_steps;
+    state[2] = d->adam_steps_last;
+    memcpy(&state[3], &d->rng.state, 8); // 64 bits in two int32, low then high (little-endian)
+    memcpy(&state[5], &n, 8);
     char tmp[4096];
     if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) die("checkpoint path too long: %s", path);
     FILE *f = fopen(tmp, "wb");
     if (f == NULL) die("cannot write checkpoint '%s': %s; is the output directory writable?", tmp, strerror(errno));
-    int32_t h[CKPT_HEADER];
-    checkpoint_header(h, d);
-    size_t n = d->num_params;
     int ok = fwrite(h, sizeof(int32_t), CKPT_HEADER, f) == CKPT_HEADER
           && fwrite(d->params, sizeof(float), n, f) == n
           && fwrite(d->teacher, sizeof(float), n, f) == n
@@ -1817,18 +1817,15 @@ int checkpoint_read(Dino *d, const char *path) {
     if (f == NULL) return data_fail("cannot open checkpoint '%s': %s; a run writes it as DIR/model.bin", path, strerror(errno));
     int32_t h[CKPT_HEADER];
     long size = file_size(f);
-    if (size < CKPT_HEADER * 4 || fread(h, sizeof(int32_t), CKPT_HEADER, f) != CKPT_HEADER) {
-        fclose(f);
-        return data_fail("checkpoint '%s' is truncated: %ld bytes, less than its %d-byte header; use an earlier copy", path, size, CKPT_HEADER * 4);
-    }
-    if (h[0] != CKPT_MAGIC) {
-        fclose(f);
-        return data_fail("'%s' is not a dino.c checkpoint (magic %d, expected %d); pass the model.bin a run wrote", path, h[0], CKPT_MAGIC);
-    }
-    if (h[1] != CKPT_VERSION) {
-        fclose(f);
-        return data_fail("checkpoint '%s' has version %d, this dino.c reads version %d; use the dino.c that wrote it", path, h[1], CKPT_VERSION);
-    }
+    if (size < CKPT_HEADER * 4 || fread(h, sizeof(int32_t), CKPT_HEADER, f) != CKPT_HEADER)
+        return close_and_fail(f, "checkpoint '%s' is truncated: %ld bytes, less than its %d-byte header; "
+                              "use an earlier copy", path, size, CKPT_HEADER * 4);
+    if (h[0] != CKPT_MAGIC)
+        return close_and_fail(f, "'%s' is not a dino.c checkpoint (magic %d, expected %d); "
+                              "pass the model.bin a run wrote", path, h[0], CKPT_MAGIC);
+    if (h[1] != CKPT_VERSION)
+        return close_and_fail(f, "checkpoint '%s' has version %d, this dino.c reads version %d; "
+                              "use the dino.c that wrote it", path, h[1], CKPT_VERSION);
     const char *bad = NULL; // what is wrong with the header, if anything
     // config fields are only ever appended: a checkpoint from before a field existed has
     // fewer, and the missing ones keep their defaults (e.g. center = 1)
@@ -1838,36 +1835,35 @@ int checkpoint_read(Dino *d, const char *path) {
         for (int i = 0; i < h[2]; i++) memcpy((char *)&c + config_fields[i].offset, &h[3 + i], 4);
         bad = config_error(&c);
     }
-    if (bad == NULL && (h[CKPT_STATE + 0] < 0 || h[CKPT_STATE + 1] < 0 || h[CKPT_STATE + 2] < 0 || h[CKPT_STATE + 2] > h[CKPT_STATE + 1]))
-        bad = "the step counts";
-    if (bad != NULL) { fclose(f); return data_fail("checkpoint '%s' has a corrupt header (%s); use an earlier copy", path, bad); }
+    const int32_t *state = h + CKPT_STATE;
+    if (bad == NULL && (state[0] < 0 || state[1] < 0 || state[2] < 0 || state[2] > state[1])) bad = "the step counts";
+    if (bad != NULL)
+        return close_and_fail(f, "checkpoint '%s' has a corrupt header (%s); use an earlier copy", path, bad);
     // its size, from the config alone
     size_t sizes[NUM_PARAM_TENSORS], n = 0, K = c.out_dim;
     fill_param_sizes(sizes, &c);
     for (int i = 0; i < NUM_PARAM_TENSORS; i++) n += sizes[i];
-    uint64_t n_header = (uint64_t)(uint32_t)h[CKPT_STATE + 5] | ((uint64_t)(uint32_t)h[CKPT_STATE + 6] << 32);
-    if (n_header != n) {
-        fclose(f);
-        return data_fail("checkpoint '%s' has a corrupt header (%llu parameters, its config makes %zu); use an earlier copy", path, (unsigned long long)n_header, n);
-    }
+    uint64_t n_header;
+    memcpy(&n_header, &state[5], 8);
+    if (n_header != n)
+        return close_and_fail(f, "checkpoint '%s' has a corrupt header (%llu parameters, its config makes %zu); "
+                              "use an earlier copy", path, (unsigned long long)n_header, n);
     double expected = CKPT_HEADER * 4.0 + (4.0 * n + K) * 4.0;
-    if ((double)size != expected) {
-        fclose(f);
-        return data_fail("checkpoint '%s' holds %ld bytes, its header promises %.0f: %s; use an earlier copy", path, size, expected,
-                         size < expected ? "truncated (copied while it was being written?)" : "corrupt, or not a dino.c checkpoint");
-    }
+    if ((double)size != expected)
+        return close_and_fail(f, "checkpoint '%s' holds %ld bytes, its header promises %.0f: %s; use an earlier copy",
+                              path, size, expected, size < expected ? "truncated (copied while it was being written?)"
+                                                                    : "corrupt, or not a dino.c checkpoint");
     dino_build(d, &c);
-    d->step = h[CKPT_STATE + 0];
-    d->adam_steps = h[CKPT_STATE + 1];
-    d->adam_steps_last = h[CKPT_STATE + 2];
-    d->rng.state = (uint64_t)(uint32_t)h[CKPT_STATE + 3] | ((uint64_t)(uint32_t)h[CKPT_STATE + 4] << 32);
+    d->step = state[0];
+    d->adam_steps = state[1];
+    d->adam_steps_last = state[2];
+    memcpy(&d->rng.state, &state[3], 8);
     int ok = fread(d->params, sizeof(float), n, f) == n && fread(d->teacher, sizeof(float), n, f) == n
           && fread(d->adam_m, sizeof(float), n, f) == n && fread(d->adam_v, sizeof(float), n, f) == n
           && fread(d->center, sizeof(float), K, f) == K;
     fclose(f);
     if (!ok) { dino_free(d); return data_fail("checkpoint '%s': read failed (did it change while being read?)", path); }
-    // training never saves a non-finite state (train_loop stops first), so this is corruption
-    if (!all_finite(d->params, n) || !all_finite(d->teacher, n) || !all_finite(d->adam_m, n) || !all_finite(d->adam_v, n) || !all_finite(d->center, K)) {
+    if (!state_finite(d)) {
         dino_free(d);
         return data_fail("checkpoint '%s' holds non-finite numbers: it is corrupt; use an earlier copy", path);
     }
@@ -1883,8 +1879,7 @@ void load_checkpoint(Dino *d, const char *path) {
 // 6. data sets
 //
 // Every data set is held in memory as 8-bit pixels (n, C, S, S) plus labels when it has
-// them. Loaders do not exit: they return 0, or -1 with a message in data_error (see
-// data_fail), so the tests (and fuzzers) can feed them anything.
+// them. Loaders return 0, or -1 with the reason in data_error (see data_fail).
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-function"
@@ -1944,20 +1939,20 @@ int load_cifar_file(Dataset *ds, const char *path, int label_bytes) {
     FILE *f = fopen(path, "rb");
     if (f == NULL) return data_fail("cannot open '%s': %s", path, strerror(errno));
     long size = file_size(f);
-    if (size <= 0 || size % rec != 0) {
-        fclose(f);
-        return data_fail("'%s' is not a CIFAR-%d binary file: its size %ld is not a multiple of %zu bytes (truncated?); download it again", path, nclasses, size, rec);
-    }
+    if (size <= 0 || size % rec != 0)
+        return close_and_fail(f, "'%s' is not a CIFAR-%d binary file: its size %ld is not a multiple of %zu bytes "
+                              "(truncated?); download it again", path, nclasses, size, rec);
     size_t n = size / rec;
     if (dataset_grow(ds, n, 3, 32, 1) != 0) { fclose(f); return -1; }
-    uint8_t buf[3074];
     for (size_t i = 0; i < n; i++) {
-        if (fread(buf, 1, rec, f) != rec) { fclose(f); return data_fail("'%s': read failed at record %zu", path, i); }
-        int label = buf[label_bytes - 1];
-        if (label >= nclasses) { fclose(f); return data_fail("'%s': record %zu has label %d, so it is not a CIFAR-%d file (corrupt? CIFAR-100 files must be named train.bin / test.bin)", path, i, label, nclasses); }
-        ds->labels[ds->n] = label;
-        memcpy(ds->pixels + (size_t)ds->n * 3072, buf + label_bytes, 3072);
-        ds->n++;
+        uint8_t labels[2], *pixels = ds->pixels + (size_t)ds->n * 3072;
+        if (fread(labels, 1, label_bytes, f) != (size_t)label_bytes || fread(pixels, 1, 3072, f) != 3072)
+            return close_and_fail(f, "'%s': read failed at record %zu", path, i);
+        int label = labels[label_bytes - 1];
+        if (label >= nclasses)
+            return close_and_fail(f, "'%s': record %zu has label %d, so it is not a CIFAR-%d file (corrupt? CIFAR-100 "
+                                  "files must be named train.bin / test.bin)", path, i, label, nclasses);
+        ds->labels[ds->n++] = label;
     }
     fclose(f);
     ds->nclasses = nclasses;
@@ -1973,41 +1968,38 @@ int load_idx(Dataset *ds, const char *images_path, const char *labels_path) {
     if (f == NULL) return data_fail("cannot open '%s': %s", images_path, strerror(errno));
     uint8_t h[16];
     long size = file_size(f);
-    if (fread(h, 1, 16, f) != 16 || read_be32(h) != 0x803) {
-        fclose(f);
-        return data_fail("'%s' is not an IDX image file (magic 0x00000803 expected; gzipped? unpack it first)", images_path);
-    }
+    if (fread(h, 1, 16, f) != 16 || read_be32(h) != 0x803)
+        return close_and_fail(f, "'%s' is not an IDX image file (magic 0x00000803 expected; gzipped? unpack it first)",
+                              images_path);
     uint32_t n = read_be32(h + 4), rows = read_be32(h + 8), cols = read_be32(h + 12);
-    if (rows != cols || rows == 0 || rows > 4096 || n == 0 || n > INT32_MAX) {
-        fclose(f);
-        return data_fail("'%s': unsupported IDX shape %u x %u x %u (square images expected)", images_path, n, rows, cols);
-    }
-    if (size != 16 + (long)n * rows * cols) {
-        fclose(f);
-        return data_fail("'%s' holds %ld bytes, its header promises %ld: truncated or corrupt; download it again", images_path, size, 16 + (long)n * rows * cols);
-    }
+    if (rows != cols || rows == 0 || rows > 4096 || n == 0 || n > INT32_MAX)
+        return close_and_fail(f, "'%s': unsupported IDX shape %u x %u x %u (square images expected)",
+                              images_path, n, rows, cols);
+    size_t bytes = (size_t)n * rows * cols;
+    if (size != 16 + (long)bytes)
+        return close_and_fail(f, "'%s' holds %ld bytes, its header promises %ld: truncated or corrupt; "
+                              "download it again", images_path, size, 16 + (long)bytes);
     int base = ds->n;
     if (dataset_grow(ds, n, 1, rows, labels_path != NULL) != 0) { fclose(f); return -1; }
-    size_t bytes = (size_t)n * rows * cols;
-    if (fread(ds->pixels + (size_t)base * rows * cols, 1, bytes, f) != bytes) { fclose(f); return data_fail("'%s': read failed", images_path); }
+    if (fread(ds->pixels + (size_t)base * rows * cols, 1, bytes, f) != bytes)
+        return close_and_fail(f, "'%s': read failed", images_path);
     fclose(f);
     if (labels_path != NULL) {
         f = fopen(labels_path, "rb");
         if (f == NULL) return data_fail("cannot open labels '%s': %s", labels_path, strerror(errno));
         size = file_size(f);
-        if (fread(h, 1, 8, f) != 8 || read_be32(h) != 0x801) { fclose(f); return data_fail("'%s' is not an IDX label file (magic 0x00000801)", labels_path); }
-        if (read_be32(h + 4) != n || size != 8 + (long)n) {
-            fclose(f);
-            return data_fail("'%s' has %u labels (%ld bytes) for %u images: truncated, or not the labels of those images", labels_path, read_be32(h + 4), size, n);
+        if (fread(h, 1, 8, f) != 8 || read_be32(h) != 0x801)
+            return close_and_fail(f, "'%s' is not an IDX label file (magic 0x00000801)", labels_path);
+        if (read_be32(h + 4) != n || size != 8 + (long)n)
+            return close_and_fail(f, "'%s' has %u labels (%ld bytes) for %u images: truncated, or not the labels "
+                                  "of those images", labels_path, read_be32(h + 4), size, n);
+        for (uint32_t i = 0; i < n; i++) {
+            int label = fgetc(f); // 0..255
+            if (label == EOF) return close_and_fail(f, "'%s': read failed", labels_path);
+            ds->labels[base + i] = label;
+            if (label + 1 > ds->nclasses) ds->nclasses = label + 1;
         }
-        uint8_t *lab = (uint8_t *)mallocCheck(n);
-        size_t got = fread(lab, 1, n, f);
         fclose(f);
-        if (got != n) { free(lab); return data_fail("'%s': read failed", labels_path); }
-        int maxl = 0;
-        for (uint32_t i = 0; i < n; i++) { ds->labels[base + i] = lab[i]; if (lab[i] > maxl) maxl = lab[i]; }
-        free(lab);
-        if (maxl + 1 > ds->nclasses) ds->nclasses = maxl + 1;
     }
     ds->n = base + n;
     return 0;
@@ -2015,26 +2007,33 @@ int load_idx(Dataset *ds, const char *images_path, const char *labels_path) {
 
 static int is_dir(const char *path) { struct stat st; return stat(path, &st) == 0 && S_ISDIR(st.st_mode); }
 static int is_file(const char *path) { struct stat st; return stat(path, &st) == 0 && S_ISREG(st.st_mode); }
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-// The names in a directory (no dot files), sorted; dirs_only picks subdirectories or files.
+// An IDX image file and its labels, if the file of the standard name is next to it
+// (train-images-idx3-ubyte: train-labels-idx1-ubyte).
+static int load_idx_pair(Dataset *ds, const char *images_path) {
+    char labels[4096];
+    snprintf(labels, sizeof(labels), "%s", images_path);
+    char *base = strrchr(labels, '/') ? strrchr(labels, '/') + 1 : labels, *at = strstr(base, "images-idx3-ubyte");
+    if (at != NULL) memcpy(at, "labels-idx1", 11);
+    return load_idx(ds, images_path, at != NULL && is_file(labels) ? labels : NULL);
+}
+
+// The names in a directory (no dot files), sorted (alphasort is strcmp in the C locale, and
+// nothing here sets another); dirs_only picks subdirectories or files. NULL if it cannot be read.
 static char **list_dir(const char *dir, int dirs_only, int *count) {
+    struct dirent **entries;
+    int n = scandir(dir, &entries, NULL, alphasort);
     *count = 0;
-    DIR *d = opendir(dir);
-    if (d == NULL) return NULL;
-    int cap = 64;
-    char **names = (char **)mallocCheck(cap * sizeof(char *));
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.') continue;
+    if (n < 0) return NULL;
+    char **names = (char **)mallocCheck(n * sizeof(char *));
+    for (int i = 0; i < n; i++) {
         char path[8192];
-        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-        if (dirs_only ? !is_dir(path) : !is_file(path)) continue;
-        if (*count == cap) { cap *= 2; names = (char **)realloc(names, cap * sizeof(char *)); if (!names) die("out of memory listing %s", dir); }
-        names[(*count)++] = strdup(e->d_name);
+        snprintf(path, sizeof(path), "%s/%s", dir, entries[i]->d_name);
+        int keep = entries[i]->d_name[0] != '.' && (dirs_only ? is_dir(path) : is_file(path));
+        if (keep) names[(*count)++] = strdup(entries[i]->d_name);
+        free(entries[i]);
     }
-    closedir(d);
-    qsort(names, *count, sizeof(char *), cmp_str);
+    free(entries);
     return names;
 }
 
@@ -2140,29 +2139,26 @@ int load_image_folder(Dataset *ds, const char *dir, int C, int S, int skip_bad) 
     if (nclasses > 100000) { free_list(classes, nclasses); return data_fail("'%s' has too many subfolders", dir); }
     int status = 0;
     for (int k = 0; k < nclasses && status == 0; k++) {
-        char cdir[4096];
+        char cdir[4096], path[8192];
         snprintf(cdir, sizeof(cdir), "%s/%s", dir, classes[k]);
         int nfiles;
         char **files = list_dir(cdir, 0, &nfiles);
-        if (files == NULL) { status = data_fail("cannot read directory '%s'", cdir); break; }
-        for (int i = 0; i < nfiles; i++) {
-            char path[8192];
+        if (files == NULL) status = data_fail("cannot read directory '%s'", cdir);
+        for (int i = 0; i < nfiles && status == 0; i++) {
             snprintf(path, sizeof(path), "%s/%s", cdir, files[i]);
             int w, h;
             const char *why = NULL;
             uint8_t *img = read_image(path, C, &w, &h, &why);
-            if (img == NULL) {
-                ds->bad_images++;
-                if (!skip_bad) {
-                    status = data_fail("cannot read image '%s' (%s); remove it, or pass --skip-bad-images to train on the others", path, why);
-                    break;
-                }
-                fprintf(stderr, "warning: skipping '%s': stb_image cannot read it (%s)\n", path, why);
-                continue;
+            ds->bad_images += img == NULL;
+            if (img == NULL && !skip_bad)
+                status = data_fail("cannot read image '%s' (%s); remove it, or pass --skip-bad-images to train on "
+                                   "the others", path, why);
+            else if (img == NULL) fprintf(stderr, "warning: skipping '%s': stb_image cannot read it (%s)\n", path, why);
+            else if (dataset_grow(ds, 1, C, S, 1) != 0) status = -1;
+            else {
+                center_square_resize(ds->pixels + (size_t)ds->n * C * S * S, img, w, h, C, S);
+                ds->labels[ds->n++] = k;
             }
-            if (dataset_grow(ds, 1, C, S, 1) != 0) { stbi_image_free(img); status = -1; break; }
-            center_square_resize(ds->pixels + (size_t)ds->n * C * S * S, img, w, h, C, S);
-            ds->labels[ds->n++] = k;
             stbi_image_free(img);
         }
         free_list(files, nfiles);
@@ -2281,22 +2277,10 @@ int dataset_open(Dataset *ds, const char *path, int test_split, const char *excl
     if (strcmp(path, "synthetic") == 0)
         return make_synthetic(ds, test_split ? (synthetic_n / 5 > 0 ? synthetic_n / 5 : 1) : synthetic_n, 1234, test_split ? 1u << 30 : 0);
     if (is_file(path)) {
-        const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
-        size_t len = strlen(base);
-        if (len > 4 && strcmp(base + len - 4, ".bin") == 0) {
-            int c100 = strcmp(base, "train.bin") == 0 || strcmp(base, "test.bin") == 0;
-            return load_cifar_file(ds, path, c100 ? 2 : 1);
-        }
-        if (strstr(base, "idx3-ubyte") != NULL) {
-            char labels[4096];
-            snprintf(labels, sizeof(labels), "%s", path);
-            char *at = strstr(labels + (base - path), "images-idx3-ubyte");
-            if (at != NULL) {
-                memcpy(at, "labels-idx1", 11);
-                return load_idx(ds, path, is_file(labels) ? labels : NULL);
-            }
-            return load_idx(ds, path, NULL);
-        }
+        const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path, *ext = strrchr(base, '.');
+        if (ext != NULL && ext > base && strcmp(ext, ".bin") == 0) // CIFAR-100 by its file names, CIFAR-10 otherwise
+            return load_cifar_file(ds, path, strcmp(base, "train.bin") == 0 || strcmp(base, "test.bin") == 0 ? 2 : 1);
+        if (strstr(base, "idx3-ubyte") != NULL) return load_idx_pair(ds, path);
         return data_fail("'%s': unknown data format (expected a CIFAR .bin, an IDX file, a directory, or 'synthetic')", path);
     }
     if (!is_dir(path)) return data_fail("data path '%s' does not exist; check it, or try --data synthetic", path);
@@ -2318,11 +2302,7 @@ int dataset_open(Dataset *ds, const char *path, int test_split, const char *excl
     snprintf(p, sizeof(p), "%s/%s.bin", path, test_split ? "test" : "train");
     if (is_file(p)) return load_cifar_file(ds, p, 2);
     snprintf(p, sizeof(p), "%s/%s-images-idx3-ubyte", path, test_split ? "t10k" : "train");
-    if (is_file(p)) {
-        char labels[4096];
-        snprintf(labels, sizeof(labels), "%s/%s-labels-idx1-ubyte", path, test_split ? "t10k" : "train");
-        return load_idx(ds, p, is_file(labels) ? labels : NULL);
-    }
+    if (is_file(p)) return load_idx_pair(ds, p);
     return load_image_folder(ds, path, C, S, skip_bad);
 }
 
@@ -2422,9 +2402,7 @@ void draw_crop(CropDraws *d, int C, int S, int s, int kind, const Config *cfg, R
 }
 
 // Comparisons rather than fminf/fmaxf, which GCC calls in libm instead of inlining (they
-// must treat NaN specially). This runs on every value of every colour operation: the crops
-// of a batch of 16 took 3.5 ms on one thread with fminf/fmaxf (and bilinear), 2.4 ms now.
-// NaN gives 0, as it did.
+// must treat NaN specially; here NaN gives 0): this runs on every value of every colour operation.
 static float clamp01(float x) { return x > 0.0f ? (x < 1.0f ? x : 1.0f) : 0.0f; }
 // Grey level, ITU-R 601-2 as PIL's convert("L"), which the official pipeline's grayscale,
 // contrast and saturation use (torchvision's tensor functions weigh red 0.2989).
@@ -2523,43 +2501,39 @@ static void adjust_saturation(float *x, int C, int s, float factor) {
     }
 }
 
-// Hue rotation of one pixel by `shift` (a fraction of the colour circle) through HSV, as
+// Hue rotation of every pixel by `shift` (a fraction of the colour circle) through HSV, as
 // torchvision's _rgb2hsv and _hsv2rgb.
-static void shift_hue(float *r, float *g, float *b, float shift) {
-    float mx = fmaxf(*r, fmaxf(*g, *b)), mn = fminf(*r, fminf(*g, *b)), d = mx - mn;
-    if (d <= 0.0f) return; // grey: no hue
-    float h;
-    if (mx == *r) h = fmodf((*g - *b) / d, 6.0f);
-    else if (mx == *g) h = (*b - *r) / d + 2.0f;
-    else h = (*r - *g) / d + 4.0f;
-    h = h / 6.0f + shift;
-    h -= floorf(h);
-    float s = d / mx, v = mx, hh = h * 6.0f, f = hh - floorf(hh);
-    float p = v * (1 - s), q = v * (1 - s * f), t = v * (1 - s * (1 - f));
-    switch ((int)hh % 6) {
-        case 0: *r = v; *g = t; *b = p; break;
-        case 1: *r = q; *g = v; *b = p; break;
-        case 2: *r = p; *g = v; *b = t; break;
-        case 3: *r = p; *g = q; *b = v; break;
-        case 4: *r = t; *g = p; *b = v; break;
-        default: *r = v; *g = p; *b = q; break;
-    }
-}
-
-static void adjust_hue(float *x, int C, int s, float factor) {
+static void adjust_hue(float *x, int C, int s, float shift) {
     if (C != 3) return;
     size_t n = (size_t)s * s;
-    for (size_t i = 0; i < n; i++) shift_hue(&x[i], &x[n + i], &x[2 * n + i], factor);
+    for (size_t i = 0; i < n; i++) {
+        float *r = &x[i], *g = &x[n + i], *b = &x[2 * n + i];
+        float mx = fmaxf(*r, fmaxf(*g, *b)), mn = fminf(*r, fminf(*g, *b)), d = mx - mn;
+        if (d <= 0.0f) continue; // grey: no hue
+        float h;
+        if (mx == *r) h = fmodf((*g - *b) / d, 6.0f);
+        else if (mx == *g) h = (*b - *r) / d + 2.0f;
+        else h = (*r - *g) / d + 4.0f;
+        h = h / 6.0f + shift;
+        h -= floorf(h);
+        float sat = d / mx, v = mx, hh = h * 6.0f, f = hh - floorf(hh);
+        float p = v * (1 - sat), q = v * (1 - sat * f), t = v * (1 - sat * (1 - f));
+        switch ((int)hh % 6) {
+            case 0: *r = v; *g = t; *b = p; break;
+            case 1: *r = q; *g = v; *b = p; break;
+            case 2: *r = p; *g = v; *b = t; break;
+            case 3: *r = p; *g = q; *b = v; break;
+            case 4: *r = t; *g = p; *b = v; break;
+            default: *r = v; *g = p; *b = q; break;
+        }
+    }
 }
 
 // ColorJitter.forward: the four operations in the drawn order, each with its factor.
 static void color_jitter(float *x, int C, int s, const CropDraws *d) {
-    for (int o = 0; o < 4; o++) {
-        if (d->order[o] == 0) adjust_brightness(x, C, s, d->brightness);
-        else if (d->order[o] == 1) adjust_contrast(x, C, s, d->contrast);
-        else if (d->order[o] == 2) adjust_saturation(x, C, s, d->saturation);
-        else adjust_hue(x, C, s, d->hue);
-    }
+    void (*adjust[4])(float *, int, int, float) = { adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue };
+    const float factor[4] = { d->brightness, d->contrast, d->saturation, d->hue };
+    for (int o = 0; o < 4; o++) adjust[d->order[o]](x, C, s, factor[d->order[o]]);
 }
 
 // F.rgb_to_grayscale(x, num_output_channels=3)
@@ -2627,12 +2601,6 @@ void apply_crop(float *out, const uint8_t *img, int C, int S, int s, const CropD
     normalize(out, C, s, cfg->mean, cfg->std);
 }
 
-void augment_crop(float *out, const uint8_t *img, int C, int S, int s, int kind, const Config *cfg, Rng *r) {
-    CropDraws d;
-    draw_crop(&d, C, S, s, kind, cfg, r);
-    apply_crop(out, img, C, S, s, &d, cfg);
-}
-
 // The crops of one training batch: globals (2B, C, S, S) and locals (NL*B, C, s, s),
 // crop-major (crop j of image b is row j*B + b). idx lists the B images of the batch.
 void make_crops(float *globals, float *locals, const Dataset *ds, const int *idx, int B, const Config *cfg, uint64_t step) {
@@ -2642,8 +2610,12 @@ void make_crops(float *globals, float *locals, const Dataset *ds, const int *idx
         for (int j = 0; j < ncrops; j++) {
             Rng r = rng_stream(cfg->seed, step, idx[b], j);
             const uint8_t *img = ds->pixels + (size_t)idx[b] * C * ds->S * ds->S;
-            if (j < 2) augment_crop(globals + ((size_t)j * B + b) * C * S * S, img, C, ds->S, S, j, cfg, &r);
-            else augment_crop(locals + ((size_t)(j - 2) * B + b) * C * s * s, img, C, ds->S, s, 2, cfg, &r);
+            int kind = j < 2 ? j : 2, size = j < 2 ? S : s; // global crop 1, 2, or a local crop
+            float *out = j < 2 ? globals + ((size_t)j * B + b) * C * S * S
+                               : locals + ((size_t)(j - 2) * B + b) * C * s * s;
+            CropDraws d;
+            draw_crop(&d, C, ds->S, size, kind, cfg, &r);
+            apply_crop(out, img, C, ds->S, size, &d, cfg);
         }
 }
 
@@ -2675,7 +2647,6 @@ void backbone_features(float *feats, const Dataset *ds, const Dino *d, int use_t
         a.R = rows; // a pass may use fewer rows than it was allocated for
         backbone_forward(&a, use_teacher ? &d->t : &d->p, c, x, feats + (size_t)start * D, NULL, 0);
     }
-    a.R = R;
     backbone_acts_free(&a);
     free(x);
 }
@@ -2717,8 +2688,7 @@ void knn_classify(float *top1, float *top5, const int *ks, int nk, const float *
         int rows = ntest - start < chunk ? ntest - start : chunk;
         // cosines: sims (rows, ntrain) = test rows (rows, D) @ train_t (D, ntrain)
         matmul_parallel(sims, ntrain, test + (size_t)start * D, D, 1, train_t, ntrain, 1, NULL, 0, rows, ntrain, D);
-        int h1[rows][nk], h5[rows][nk]; // per test row, summed below in a fixed order
-        #pragma omp parallel for
+        #pragma omp parallel for reduction(+ : hits1[:nk], hits5[:nk]) // counts: the same sums in any order
         for (int r = 0; r < rows; r++) {
             const float *s = sims + (size_t)r * ntrain;
             // the kmax most similar, kept sorted by insertion (kmax is small)
@@ -2737,12 +2707,10 @@ void knn_classify(float *top1, float *top5, const int *ks, int nk, const float *
                 for (int i = 0; i < k; i++) votes[train_labels[who[i]]] += expf(best[i] / T);
                 int label = test_labels[start + r], rank = 0; // classes ranked above the true one
                 for (int c = 0; c < nclasses; c++) if (votes[c] > votes[label] || (votes[c] == votes[label] && c < label)) rank++;
-                h1[r][q] = rank == 0;
-                h5[r][q] = rank < 5;
+                hits1[q] += rank == 0;
+                hits5[q] += rank < 5;
             }
         }
-        for (int r = 0; r < rows; r++)
-            for (int q = 0; q < nk; q++) { hits1[q] += h1[r][q]; hits5[q] += h5[r][q]; }
     }
     for (int q = 0; q < nk; q++) { top1[q] = 100.0f * hits1[q] / ntest; top5[q] = 100.0f * hits5[q] / ntest; }
     free(sims);
@@ -2826,14 +2794,6 @@ static void diverged(const Dino *d, int step, const char *what, int last_saved, 
         step, what, d->loss, d->lr, d->teacher_temp, d->cfg.student_temp, kept);
 }
 
-// Is everything a checkpoint holds finite? Checked before every save, so that a checkpoint
-// on disk is always one training can continue from.
-static int state_finite(const Dino *d) {
-    size_t n = d->num_params;
-    return all_finite(d->params, n) && all_finite(d->teacher, n) && all_finite(d->adam_m, n) && all_finite(d->adam_v, n)
-        && all_finite(d->center, d->cfg.out_dim);
-}
-
 // The log reaches the disk before the checkpoint does, so that after a kill the log holds
 // at least every step up to the checkpoint (trim_log drops the rest on resume).
 static void save_log_and_checkpoint(const Dino *d, FILE *log, const char *log_path, const char *model_path, int last_saved) {
@@ -2860,18 +2820,6 @@ void fit_schedules(Config *c, int total) {
     c->steps_per_epoch = total / c->epochs > 0 ? total / c->epochs : 1;
 }
 
-// --minutes: the run's length was fitted to a probe of a few steps, which misses data loading,
-// logging, k-NN evaluations and a machine that is busier than it was. Fit the schedules again
-// to the measured pace of this run: the recipe's epochs stay fractions of the run.
-static int refit_schedules(Dino *d, const TrainLoop *loop, int step, int end, double now, double per_step, double per_eval) {
-    double cost = per_step + (loop->eval_every > 0 ? per_eval / loop->eval_every : 0.0);
-    int total = step + (int)fmax(1.0, (loop->deadline - now) / cost);
-    fit_schedules(&d->cfg, total);
-    if (total != end)
-        printf("pace: %.3f s/step%s -> the run ends at step %d\n", per_step, loop->eval_every > 0 ? " and k-NN" : "", total);
-    return total;
-}
-
 // Trains d on ds from its current step to loop->steps (with a deadline: to the step that
 // ends on time). Returns the number of the last step done. Evaluates with k-NN when test is
 // not NULL.
@@ -2880,7 +2828,7 @@ int train_loop(Dino *d, const Dataset *ds, const Dataset *test, const TrainLoop 
     int B = c->batch;
     size_t ng = (size_t)2 * B * c->channels * c->img_size * c->img_size;
     size_t nl = (size_t)c->n_local * B * c->channels * c->local_size * c->local_size;
-    float *globals = (float *)mallocCheck(ng * sizeof(float)), *locals = (float *)mallocCheck((nl > 0 ? nl : 1) * sizeof(float));
+    float *globals = (float *)mallocCheck(ng * sizeof(float)), *locals = (float *)mallocCheck(nl * sizeof(float));
     int *perm = (int *)mallocCheck(ds->n * sizeof(int)), *idx = (int *)mallocCheck(B * sizeof(int)), perm_epoch = -1;
     char model_path[4096], log_path[4096];
     snprintf(model_path, sizeof(model_path), "%s/model.bin", loop->out);
@@ -2890,18 +2838,20 @@ int train_loop(Dino *d, const Dataset *ds, const Dataset *test, const TrainLoop 
     FILE *log = fopen(log_path, "a");
     if (log == NULL) die("cannot write '%s': %s; is the output directory writable?", log_path, strerror(errno));
     if (new_log) fprintf(log, "step,epoch,loss,lr,wd,momentum,teacher_temp,teacher_entropy,kl,img_per_s,elapsed_s,knn_top1,knn_top5\n");
-    struct sigaction sa, old_sa[3];
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sa.sa_flags = SA_RESTART; // a write (of the log, of a checkpoint) under way when the signal comes completes
+    // SA_RESTART: a write (of the log, of a checkpoint) under way when the signal comes completes
+    struct sigaction sa = { .sa_handler = on_signal, .sa_flags = SA_RESTART }, old_sa[3];
     for (int i = 0; i < 3; i++) sigaction(stop_signals[i], &sa, &old_sa[i]);
 
-    double t0 = now_seconds(), t_window = t0, eval_seconds = 0.0, window_eval = 0.0;
+    // The speed, the time left and --minutes' pace leave out the time spent on k-NN: `trained`
+    // below is the seconds of training so far; window_* and refit_* are the step and the
+    // seconds trained at the last log line and at the last refit.
+    double t0 = now_seconds(), eval_seconds = 0.0, window_trained = 0.0, refit_trained = 0.0;
     int start = d->step, last_saved = d->step, window_start = d->step, end = loop->steps, evals = 0;
-    // --minutes: refit after 3% of the run, then after every further tenth, each time from the
-    // pace since the previous refit (the machine's load may change during a run)
+    // --minutes: the run's length was fitted to a probe of a few steps, which misses data
+    // loading, logging, k-NN evaluations and a machine that is busier than it was. So the
+    // schedules are fitted again to the pace of this run after 3% of it, then after every
+    // further tenth, each time from the pace since the previous refit (the load may change).
     int next_refit = start + (int)fmax(20, 0.03 * (end - start)), refit_step = start;
-    double refit_time = t0, refit_eval = 0.0;
     while (d->step < end && !stop_requested) {
         batch_indices(idx, perm, &perm_epoch, ds->n, B, c->seed, d->step);
         make_crops(globals, locals, ds, idx, B, c, d->step);
@@ -2921,20 +2871,25 @@ int train_loop(Dino *d, const Dataset *ds, const Dataset *test, const TrainLoop 
                    loop->eval_test_n > 0 && loop->eval_test_n < test->n ? loop->eval_test_n : test->n, top1[1], top5[1], now_seconds() - te);
             now = now_seconds();
             eval_seconds += now - te;
-            window_eval += now - te;
             evals++;
         }
+        double trained = now - t0 - eval_seconds;
         if (loop->deadline > 0 && step == next_refit && step < end) {
             double per_eval = test == NULL ? 0.0 : evals > 0 ? eval_seconds / evals : loop->eval_cost;
-            double per_step = (now - refit_time - (eval_seconds - refit_eval)) / (step - refit_step);
-            end = refit_schedules(d, loop, step, end, now, per_step, per_eval);
+            double per_step = (trained - refit_trained) / (step - refit_step);
+            double cost = per_step + (loop->eval_every > 0 ? per_eval / loop->eval_every : 0.0);
+            int total = step + (int)fmax(1.0, (loop->deadline - now) / cost);
+            fit_schedules(&d->cfg, total); // the recipe's epochs stay fractions of the run
+            if (total != end)
+                printf("pace: %.3f s/step%s -> the run ends at step %d\n", per_step,
+                       loop->eval_every > 0 ? " and k-NN" : "", total);
+            end = total;
             next_refit = step + (int)fmax(20, (end - start) / 10);
-            refit_step = step, refit_time = now, refit_eval = eval_seconds;
+            refit_step = step, refit_trained = trained;
         }
         // speed over the steps since the last log line, time left from the whole run so far
-        // (both without the time spent on k-NN)
-        float img_s = (float)(step - window_start) * B / (float)fmax(now - t_window - window_eval, 1e-9);
-        double sec_per_step = (now - t0 - eval_seconds) / (step - start);
+        float img_s = (float)(step - window_start) * B / (float)fmax(trained - window_trained, 1e-9);
+        double sec_per_step = trained / (step - start);
         float epoch = (float)step * B / ds->n;
         fprintf(log, "%d,%.4f,%.6f,%.6g,%.6g,%.6f,%.5f,%.5f,%.5f,%.1f,%.2f,", step, epoch, loss, d->lr, d->wd, d->momentum,
                 d->teacher_temp, d->teacher_entropy, d->kl, img_s, now - t0);
@@ -2947,9 +2902,8 @@ int train_loop(Dino *d, const Dataset *ds, const Dataset *test, const TrainLoop 
                    d->teacher_temp, d->teacher_entropy, d->kl, img_s, left);
             fflush(stdout);
             if (fflush(log) != 0) die("cannot write '%s': %s (disk full?)", log_path, strerror(errno));
-            t_window = now;
             window_start = step;
-            window_eval = 0.0;
+            window_trained = trained;
         }
         if (loop->save_every > 0 && step % loop->save_every == 0 && step < end) {
             save_log_and_checkpoint(d, log, log_path, model_path, last_saved);
@@ -2976,14 +2930,10 @@ int train_loop(Dino *d, const Dataset *ds, const Dataset *test, const TrainLoop 
 void cls_attention(float *out, float *feat, BackboneActs *a, const ParameterTensors *p, const Config *c, const float *imgs) {
     int R = a->R, T = a->T, NH = c->heads;
     backbone_forward(a, p, c, imgs, feat, NULL, 0);
-    // att is (slots, R, NH, T, T); with keep_all = 0 the one slot holds the last block, which
-    // has the CLS query only: (R, NH, 1, T)
+    // att is (slots, R, NH, T, T), but the last block has the CLS query only: its slot (the one
+    // slot with keep_all = 0) holds (R, NH, 1, T), which is out as it is
     size_t last = a->keep_all ? (size_t)(c->depth - 1) : 0;
-    for (int r = 0; r < R; r++)
-        for (int h = 0; h < NH; h++) {
-            const float *cls_row = a->att + last * R * NH * T * T + ((size_t)r * NH + h) * T; // the last block's only query, CLS
-            memcpy(out + ((size_t)r * NH + h) * T, cls_row, T * sizeof(float));
-        }
+    memcpy(out, a->att + last * R * NH * T * T, (size_t)R * NH * T * sizeof(float));
 }
 
 // visualize_attention.py --threshold: the smallest set of patches that holds `threshold` of
@@ -3052,41 +3002,35 @@ void render_mask(uint8_t *out, const uint8_t *img, int W, int H, const uint8_t *
 
 // The size of the pictures of one image of w x h pixels: its own, enlarged by a whole factor
 // to at least 128 px (so CIFAR's 32 px pixels stay sharp squares) or shrunk to at most 512
-// px on the longer side; the montage is 2 rows of NH + 1 such cells with 4 px between them.
-typedef struct { int W, H, cell_gap, montage_w, montage_h; } AttnPictureSizes;
-
-AttnPictureSizes attention_picture_sizes(int w, int h, int NH) {
-    AttnPictureSizes s;
+// px on the longer side.
+static void picture_size(int *W, int *H, int w, int h) {
     int longest = w > h ? w : h;
-    if (longest < 128) { int zoom = (128 + longest - 1) / longest; s.W = w * zoom; s.H = h * zoom; }
-    else if (longest > 512) { s.W = (int)((long)w * 512 / longest); s.H = (int)((long)h * 512 / longest); }
-    else { s.W = w; s.H = h; }
-    if (s.W < 1) s.W = 1;
-    if (s.H < 1) s.H = 1;
-    s.cell_gap = 4;
-    s.montage_w = (NH + 1) * (s.W + s.cell_gap) - s.cell_gap;
-    s.montage_h = 2 * s.H + s.cell_gap;
-    return s;
+    if (longest < 128) { int zoom = (128 + longest - 1) / longest; *W = w * zoom; *H = h * zoom; }
+    else if (longest > 512) { *W = (int)((long)w * 512 / longest); *H = (int)((long)h * 512 / longest); }
+    else { *W = w; *H = h; }
+    if (*W < 1) *W = 1;
+    if (*H < 1) *H = 1;
 }
 
 static void paste(uint8_t *canvas, int CW, const uint8_t *cell, int W, int H, int x0, int y0) {
     for (int y = 0; y < H; y++) memcpy(canvas + (((size_t)y0 + y) * CW + x0) * 3, cell + (size_t)y * W * 3, (size_t)W * 3);
 }
 
-static int write_png(const char *dir, const char *name, const char *what, int W, int H, const uint8_t *rgb) {
-    char path[8192];
-    snprintf(path, sizeof(path), "%s/%s_%s.png", dir, name, what);
+// DIR/NAME_<what><head>.png (no number when head < 0)
+static int write_png(const char *dir, const char *name, const char *what, int head, int W, int H, const uint8_t *rgb) {
+    char path[8192], number[16] = "";
+    if (head >= 0) snprintf(number, sizeof(number), "%d", head);
+    snprintf(path, sizeof(path), "%s/%s_%s%s.png", dir, name, what, number);
     return stbi_write_png(path, W, H, 3, rgb, W * 3) ? 0 : data_fail("cannot write '%s'", path);
 }
 
 // Everything ./dino attn writes for one image. img is the image as read, (h, w, C)
 // interleaved, any size. The model sees it resized to its resolution (the whole image,
 // squeezed if it is not square, as visualize_attention.py's Resize((480, 480)) does); the
-// pictures are drawn at attention_picture_sizes. Writes DIR/NAME_input.png,
-// NAME_head<h>.png (the map), NAME_mask<h>.png (the thresholded mask over the image) and
-// NAME_montage.png: the input and each head's map in a row, under them the mean map of the
-// heads and each head's mask. Returns 0, or -1 (data_error says why) when a file cannot be
-// written.
+// pictures are drawn at picture_size. Writes DIR/NAME_input.png, NAME_head<h>.png (the
+// map), NAME_mask<h>.png (the thresholded mask over the image) and NAME_montage.png: the
+// input and each head's map in a row, under them the mean map of the heads and each head's
+// mask, 4 px apart. Returns 0, or -1 (data_error says why) when a file cannot be written.
 int attention_pictures(const char *dir, const char *name, const uint8_t *img, int w, int h, const Dino *d,
                        int use_teacher, float threshold) {
     const Config *c = &d->cfg;
@@ -3105,8 +3049,9 @@ int attention_pictures(const char *dir, const char *name, const uint8_t *img, in
     backbone_acts_free(&a);
 
     // the picture at display size, RGB (grey images repeat their one channel)
-    AttnPictureSizes ps = attention_picture_sizes(w, h, NH);
-    int W = ps.W, H = ps.H, gap = ps.cell_gap;
+    int W, H, gap = 4;
+    picture_size(&W, &H, w, h);
+    int MW = (NH + 1) * (W + gap) - gap, MH = 2 * H + gap; // the montage: 2 rows of NH + 1 cells
     size_t cell = (size_t)W * H * 3;
     uint8_t *shown = (uint8_t *)mallocCheck((size_t)W * H * C), *rgb = (uint8_t *)mallocCheck(cell), *tmp = (uint8_t *)mallocCheck(cell);
     if (W >= w) // enlarged by a whole factor (or kept): nearest neighbour keeps pixels sharp
@@ -3115,30 +3060,27 @@ int attention_pictures(const char *dir, const char *name, const uint8_t *img, in
     else stbir_resize_uint8(img, w, h, 0, shown, W, H, 0, C);
     for (size_t i = 0; i < (size_t)W * H; i++)
         for (int ch = 0; ch < 3; ch++) rgb[i * 3 + ch] = shown[i * C + (C == 3 ? ch : 0)];
-    uint8_t *montage = (uint8_t *)mallocCheck((size_t)ps.montage_w * ps.montage_h * 3);
-    memset(montage, 255, (size_t)ps.montage_w * ps.montage_h * 3);
-    paste(montage, ps.montage_w, rgb, W, H, 0, 0);
-    int status = write_png(dir, name, "input", W, H, rgb);
+    uint8_t *montage = (uint8_t *)mallocCheck((size_t)MW * MH * 3);
+    memset(montage, 255, (size_t)MW * MH * 3);
+    paste(montage, MW, rgb, W, H, 0, 0);
+    int status = write_png(dir, name, "input", -1, W, H, rgb);
 
     float *mean = (float *)callocCheck(NP, sizeof(float));
     uint8_t *mask = (uint8_t *)mallocCheck(NP);
-    char what[32];
     for (int hd = 0; hd < NH && status == 0; hd++) {
         const float *patches = att + (size_t)hd * T + 1; // leave out the CLS token's attention to itself
         for (int i = 0; i < NP; i++) mean[i] += patches[i] / NH;
         render_heatmap(tmp, W, H, patches, G);
-        paste(montage, ps.montage_w, tmp, W, H, (hd + 1) * (W + gap), 0);
-        snprintf(what, sizeof(what), "head%d", hd);
-        status = write_png(dir, name, what, W, H, tmp);
+        paste(montage, MW, tmp, W, H, (hd + 1) * (W + gap), 0);
+        status = write_png(dir, name, "head", hd, W, H, tmp);
         attention_mask(mask, patches, NP, threshold);
         render_mask(tmp, rgb, W, H, mask, G);
-        paste(montage, ps.montage_w, tmp, W, H, (hd + 1) * (W + gap), H + gap);
-        snprintf(what, sizeof(what), "mask%d", hd);
-        if (status == 0) status = write_png(dir, name, what, W, H, tmp);
+        paste(montage, MW, tmp, W, H, (hd + 1) * (W + gap), H + gap);
+        if (status == 0) status = write_png(dir, name, "mask", hd, W, H, tmp);
     }
     render_heatmap(tmp, W, H, mean, G);
-    paste(montage, ps.montage_w, tmp, W, H, 0, H + gap);
-    if (status == 0) status = write_png(dir, name, "montage", ps.montage_w, ps.montage_h, montage);
+    paste(montage, MW, tmp, W, H, 0, H + gap);
+    if (status == 0) status = write_png(dir, name, "montage", -1, MW, MH, montage);
     free(small); free(x); free(att); free(feat); free(shown); free(rgb); free(tmp); free(montage); free(mean); free(mask);
     return status;
 }
@@ -3174,8 +3116,8 @@ int write_npy(const char *path, const char *descr, const void *data, size_t elem
 // MAE's linear probe): then one learning rate suits any model.
 typedef struct {
     int D, nclasses;
-    float *w, *b;      // (nclasses, D), (nclasses)
-    float *mean, *istd; // (D): the standardisation, from the training features
+    float *w, *b;       // (nclasses, D), (nclasses): one block, b right after w
+    float *mean, *istd; // (D) each, one block: the standardisation, from the training features
 } LinearProbe;
 
 static void standardise(float *z, const float *x, const LinearProbe *lp) {
@@ -3195,10 +3137,11 @@ static void linear_probe_softmax(float *prob, const LinearProbe *lp, const float
 void linear_probe_fit(LinearProbe *lp, const float *x, const int *y, int n, int D, int nclasses,
                       int epochs, int batch, float lr, int seed) {
     lp->D = D; lp->nclasses = nclasses;
-    lp->w = (float *)callocCheck((size_t)nclasses * D, sizeof(float)); // a convex problem: zeros are a fine start
-    lp->b = (float *)callocCheck(nclasses, sizeof(float));
-    lp->mean = (float *)callocCheck(D, sizeof(float));
-    lp->istd = (float *)callocCheck(D, sizeof(float));
+    size_t nw = (size_t)nclasses * (D + 1); // w and b: the gradient and the momentum buffer have the same layout
+    lp->w = (float *)callocCheck(nw, sizeof(float)); // a convex problem: zeros are a fine start
+    lp->b = lp->w + (size_t)nclasses * D;
+    lp->mean = (float *)mallocCheck(2 * (size_t)D * sizeof(float));
+    lp->istd = lp->mean + D;
     for (int j = 0; j < D; j++) {
         double s = 0.0, s2 = 0.0;
         for (int i = 0; i < n; i++) { double v = x[(size_t)i * D + j]; s += v; s2 += v * v; }
@@ -3209,7 +3152,6 @@ void linear_probe_fit(LinearProbe *lp, const float *x, const int *y, int n, int 
     float *z = (float *)mallocCheck((size_t)n * D * sizeof(float));
     for (int i = 0; i < n; i++) standardise(z + (size_t)i * D, x + (size_t)i * D, lp);
     if (batch > n) batch = n;
-    size_t nw = (size_t)nclasses * (D + 1); // w and b together, for the momentum buffer
     float *grad = (float *)mallocCheck(nw * sizeof(float)), *buf = (float *)callocCheck(nw, sizeof(float));
     float *prob = (float *)mallocCheck((size_t)batch * nclasses * sizeof(float));
     int *perm = (int *)mallocCheck(n * sizeof(int)), *idx = (int *)mallocCheck(batch * sizeof(int)), perm_epoch = -1;
@@ -3223,10 +3165,9 @@ void linear_probe_fit(LinearProbe *lp, const float *x, const int *y, int n, int 
             linear_probe_softmax(p, lp, z + (size_t)idx[i] * D);
             p[y[idx[i]]] -= 1.0f;
         }
+        memset(grad, 0, nw * sizeof(float));
         for (int k = 0; k < nclasses; k++) {
             float *gw = grad + (size_t)k * D, *gb = grad + (size_t)nclasses * D + k;
-            for (int j = 0; j < D; j++) gw[j] = 0.0f;
-            *gb = 0.0f;
             for (int i = 0; i < batch; i++) {
                 float g = prob[(size_t)i * nclasses + k] / batch;
                 const float *zi = z + (size_t)idx[i] * D;
@@ -3236,10 +3177,9 @@ void linear_probe_fit(LinearProbe *lp, const float *x, const int *y, int n, int 
         }
         // torch.optim.SGD with momentum: buf = 0.9 buf + grad; param -= lr buf
         float lr_t = (float)(0.5 * lr * (1.0 + cos(M_PI * it / iters)));
-        for (size_t j = 0; j < nw; j++) {
+        for (size_t j = 0; j < nw; j++) { // j runs through w, then b
             buf[j] = 0.9f * buf[j] + grad[j];
-            float *param = j < (size_t)nclasses * D ? &lp->w[j] : &lp->b[j - (size_t)nclasses * D];
-            *param -= lr_t * buf[j];
+            lp->w[j] -= lr_t * buf[j];
         }
     }
     free(z); free(grad); free(buf); free(prob); free(perm); free(idx);
@@ -3261,7 +3201,7 @@ float linear_probe_accuracy(const LinearProbe *lp, const float *x, const int *y,
     return 100.0f * hits / n;
 }
 
-void linear_probe_free(LinearProbe *lp) { free(lp->w); free(lp->b); free(lp->mean); free(lp->istd); memset(lp, 0, sizeof(*lp)); }
+void linear_probe_free(LinearProbe *lp) { free(lp->w); free(lp->mean); memset(lp, 0, sizeof(*lp)); }
 
 // ----------------------------------------------------------------------------
 // 11. the command line
