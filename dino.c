@@ -3207,123 +3207,135 @@ void linear_probe_free(LinearProbe *lp) { free(lp->w); free(lp->mean); memset(lp
 // 11. the command line
 #ifndef TESTING
 
-static const char *mean_names[3] = { "mean_r", "mean_g", "mean_b" }, *std_names[3] = { "std_r", "std_g", "std_b" };
-
 // Command-line options of one command: strings, integers, numbers, switches and lists
-// (a flag given several times, e.g. --image a.png --image b.png).
-typedef struct { const char *name; char type; void *dst; const char *help; } Opt;
+// (a flag given several times, e.g. --image a.png --image b.png). parse_args checks each
+// value given: an integer must be in [lo, hi], a number in (lo, hi], where hi = 0 means no
+// upper bound; so by default integers must not be negative and numbers must be > 0.
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers" // the tables give lo and hi only where needed
+typedef struct { const char *name; char type; void *dst; const char *help; double lo, hi; } Opt;
 #define MAX_LIST 256
 typedef struct { int n; const char *v[MAX_LIST]; } StrList;
 
-static void print_opts(const Opt *opts) {
-    for (const Opt *o = opts; o->name != NULL; o++) {
-        char def[64] = "";
-        if (o->type == 's') snprintf(def, sizeof(def), "%s", *(const char **)o->dst ? *(const char **)o->dst : "-");
-        if (o->type == 'i') snprintf(def, sizeof(def), "%d", *(int *)o->dst);
-        if (o->type == 'f') snprintf(def, sizeof(def), "%g", *(float *)o->dst);
-        if (o->type == 'b') snprintf(def, sizeof(def), "off");
-        if (o->type == 'l') snprintf(def, sizeof(def), "-");
-        printf("  --%-27s %-10s %s\n", o->name, def, o->help);
-    }
-}
-
-static void print_config_flags(const Config *cfg) {
-    Config c = *cfg;
+// The config fields as options pointing into cfg, over the whole range of their type:
+// config_error judges them together, at the end of parse_args.
+static void config_opts(Opt *opts, Config *cfg) {
     for (int i = 0; i < NUM_CONFIG_FIELDS; i++) {
-        if (config_fields[i].is_float) printf("  --%-27s %-10g %s\n", config_fields[i].name, *config_float(&c, i), config_fields[i].help);
-        else printf("  --%-27s %-10d %s\n", config_fields[i].name, *config_int(&c, i), config_fields[i].help);
+        const ConfigField *f = &config_fields[i];
+        opts[i] = f->is_float ? (Opt){ f->name, 'f', config_float(cfg, i), f->help, -INFINITY, INFINITY }
+                              : (Opt){ f->name, 'i', config_int(cfg, i), f->help, INT32_MIN, INFINITY };
     }
+    opts[NUM_CONFIG_FIELDS] = (Opt){ 0 };
 }
 
-static int parse_int(const char *flag, const char *text, long lo, long hi) {
-    char *end;
-    errno = 0;
-    long v = strtol(text, &end, 10);
-    if (end == text || *end != '\0') die("--%s expects an integer, got '%s'", flag, text);
-    if (errno == ERANGE || v < INT32_MIN || v > INT32_MAX) die("--%s %s is out of the range of an int", flag, text);
-    if (lo == 0 && v < 0) die("--%s must not be negative, got %ld", flag, v);
-    if (v < lo || v > hi) die("--%s must be in [%ld, %ld], got %ld", flag, lo, hi, v);
-    return (int)v;
+// An option's value as --help shows it (its default): "-" for no string and for lists.
+static const char *opt_value(char buf[64], const Opt *o) {
+    if (o->type == 'i') snprintf(buf, 64, "%d", *(int *)o->dst);
+    else if (o->type == 'f') snprintf(buf, 64, "%g", *(float *)o->dst);
+    else if (o->type == 'b') snprintf(buf, 64, "off");
+    else snprintf(buf, 64, "%s", o->type == 's' && *(const char **)o->dst ? *(const char **)o->dst : "-");
+    return buf;
 }
 
-static float parse_float(const char *flag, const char *text) {
+static void print_opts(const Opt *opts) {
+    char v[64];
+    for (const Opt *o = opts; o->name != NULL; o++) printf("  --%-27s %-10s %s\n", o->name, opt_value(v, o), o->help);
+}
+
+// The value of --flag as an integer (type 'i') in [lo, hi] or a number ('f') in (lo, hi].
+static double parse_number(const char *flag, const char *text, char type, double lo, double hi) {
     char *end;
     errno = 0;
-    float v = strtof(text, &end);
-    if (end == text || *end != '\0') die("--%s expects a number, got '%s'", flag, text);
+    double v = type == 'i' ? (double)strtol(text, &end, 10) : (double)strtof(text, &end);
+    if (end == text || *end != '\0') die("--%s expects %s, got '%s'", flag, type == 'i' ? "an integer" : "a number", text);
+    if (type == 'i' && (errno == ERANGE || v < INT32_MIN || v > INT32_MAX))
+        die("--%s %s is out of the range of an int", flag, text);
     if (errno == ERANGE) die("--%s %s is out of the range of a float32", flag, text);
     if (!isfinite(v)) die("--%s must be a finite number, got '%s'", flag, text);
+    if (hi == 0) hi = INFINITY;
+    if (type == 'i' && lo >= 0 && v < 0) die("--%s must not be negative, got %.0f", flag, v);
+    if (type == 'i' && v < lo && hi == INFINITY) die("--%s must be >= %.0f, got %.0f", flag, lo, v);
+    if (type == 'i' && (v < lo || v > hi)) die("--%s must be in [%.0f, %.0f], got %.0f", flag, lo, hi, v);
+    if (type == 'f' && !(v > lo) && hi == INFINITY) die("--%s must be > %g, got %g", flag, lo, v);
+    if (type == 'f' && !(v > lo && v <= hi)) die("--%s must be in (%g, %g], got %g", flag, lo, hi, v);
     return v;
 }
 
-// Which options of the command's table parse_args saw (by index in the table), so that a
-// command can tell "--steps 0" from no --steps at all.
-static int opt_given[64];
-static int was_given(const Opt *opts, const char *name) {
-    for (int i = 0; opts[i].name != NULL; i++) if (strcmp(opts[i].name, name) == 0) return opt_given[i];
-    return 0;
-}
+// Which config fields parse_args saw: a resumed run must not change them, and the data's
+// pixel statistics must not overwrite them.
+static int cfg_given[NUM_CONFIG_FIELDS];
 
-// Parses argv[2..] into the command's options and, when cfg is not NULL, the config fields;
-// cfg_set[i] records which config fields were given. --help (or -h) anywhere prints the
-// command's usage line, its options and config flags with their defaults, and exits.
-static void parse_args(int argc, char **argv, const Opt *opts, Config *cfg, int *cfg_set, const char *cmd, const char *usage) {
+// Parses argv[2..] into the command's options and, when cfg is not NULL, the config fields,
+// which must then make a config that can work. --help (or -h) anywhere prints the command's
+// usage line, its options and config flags with their defaults, and exits.
+static void parse_args(int argc, char **argv, const Opt *opts, Config *cfg, const char *cmd, const char *usage) {
+    Opt all[64 + NUM_CONFIG_FIELDS + 1]; // the command's options, then the config fields
+    int n = 0;
+    for (; opts[n].name != NULL; n++) all[n] = opts[n];
+    all[n] = (Opt){ 0 };
+    if (cfg != NULL) config_opts(all + n, cfg);
     for (int i = 2; i < argc; i++)
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             printf("usage: ./dino %s %s\n", cmd, usage);
             print_opts(opts);
-            if (cfg != NULL) { printf("model and recipe (config flags; the defaults of ./dino %s):\n", cmd); print_config_flags(cfg); }
+            if (cfg != NULL) printf("model and recipe (config flags; the defaults of ./dino %s):\n", cmd);
+            print_opts(all + n);
             exit(0);
         }
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         if (strncmp(a, "--", 2) != 0) die("unexpected argument '%s'; flags look like --name value (./dino %s --help)", a, cmd);
-        const char *name = a + 2;
-        const Opt *o = opts;
-        while (o->name != NULL && strcmp(o->name, name) != 0) o++;
-        if (o->name != NULL) opt_given[o - opts] = 1;
-        if (o->name != NULL && o->type == 'b') { *(int *)o->dst = 1; continue; }
-        if (i + 1 >= argc) die("flag %s needs a value (./dino %s --help)", a, cmd);
-        const char *v = argv[++i];
-        if (o->name != NULL) {
-            if (o->type == 's') *(const char **)o->dst = v;
-            else if (o->type == 'l') {
-                StrList *l = (StrList *)o->dst;
-                if (l->n == MAX_LIST) die("--%s is given more than %d times", name, MAX_LIST);
-                l->v[l->n++] = v;
-            } else if (o->type == 'i') *(int *)o->dst = parse_int(name, v, 0, INT32_MAX);
-            else *(float *)o->dst = parse_float(name, v);
-            continue;
-        }
-        int f = 0;
-        while (cfg != NULL && f < NUM_CONFIG_FIELDS && strcmp(config_fields[f].name, name) != 0) f++;
-        if (cfg == NULL || f == NUM_CONFIG_FIELDS) die("unknown flag %s (./dino %s --help lists them)", a, cmd);
-        if (config_fields[f].is_float) *config_float(cfg, f) = parse_float(name, v);
-        else *config_int(cfg, f) = parse_int(name, v, INT32_MIN, INT32_MAX);
-        cfg_set[f] = 1;
+        const Opt *o = all;
+        while (o->name != NULL && strcmp(o->name, a + 2) != 0) o++;
+        if (o->name == NULL) die("unknown flag %s (./dino %s --help lists them)", a, cmd);
+        if (o >= all + n) cfg_given[o - all - n] = 1;
+        if (o->type == 'b') { *(int *)o->dst = 1; continue; }
+        if (++i >= argc) die("flag %s needs a value (./dino %s --help)", a, cmd);
+        if (o->type == 's') *(const char **)o->dst = argv[i];
+        else if (o->type == 'l') {
+            StrList *l = (StrList *)o->dst;
+            if (l->n == MAX_LIST) die("--%s is given more than %d times", o->name, MAX_LIST);
+            l->v[l->n++] = argv[i];
+        } else if (o->type == 'i') *(int *)o->dst = (int)parse_number(o->name, argv[i], 'i', o->lo, o->hi);
+        else *(float *)o->dst = (float)parse_number(o->name, argv[i], 'f', o->lo, o->hi);
     }
+    const char *err = cfg != NULL ? config_error(cfg) : NULL;
+    if (err != NULL) die("bad config: %s (./dino %s --help lists the flags)", err, cmd);
+}
+
+// --threads N (0: OMP_NUM_THREADS or all cores); returns the number the parallel loops use.
+static int set_threads(int threads) {
+#ifdef _OPENMP
+    if (threads > 0) omp_set_num_threads(threads);
+    return omp_get_max_threads();
+#else
+    (void)threads;
+    return 1;
+#endif
 }
 
 // The pixel mean and std of the data, for the channels whose --mean_* / --std_* were not given.
-static void set_pixel_stats(Config *cfg, const int *cfg_set, const Dataset *ds) {
+static void set_pixel_stats(Config *cfg, const Dataset *ds) {
     float mean[3], std[3];
     dataset_stats(ds, mean, std);
-    for (int c = 0; c < ds->C; c++) {
-        if (!cfg_set[config_index(mean_names[c])]) cfg->mean[c] = mean[c];
-        if (!cfg_set[config_index(std_names[c])]) cfg->std[c] = std[c];
+    for (int c = 0; c < ds->C; c++) { // the config fields mean_r, mean_g, mean_b follow each other, as do std_*
+        if (!cfg_given[config_index("mean_r") + c]) cfg->mean[c] = mean[c];
+        if (!cfg_given[config_index("std_r") + c]) cfg->std[c] = std[c];
     }
 }
 
-static void make_dirs(const char *path) {
-    if (path[0] == '\0') die("--out is empty; give the directory to write model.bin and log.csv in");
-    if (strlen(path) > 4000) die("--out is longer than 4000 characters; choose a shorter path");
+// The output directory given by --flag, made if it is not there; what: the files it is for.
+static void make_dirs(const char *path, const char *flag, const char *what) {
+    if (path[0] == '\0') die("--%s is empty; give the directory to write %s in", flag, what);
+    if (strlen(path) > 4000) die("--%s is longer than 4000 characters; choose a shorter path", flag);
     char p[4096];
     snprintf(p, sizeof(p), "%s", path);
     for (char *s = p + 1; *s; s++)
         if (*s == '/') { *s = '\0'; mkdir(p, 0755); *s = '/'; }
-    if (mkdir(p, 0755) != 0 && errno != EEXIST) die("cannot create output directory '%s': %s; choose another --out", path, strerror(errno));
-    if (!is_dir(p)) die("output path '%s' is not a directory; choose another --out", path);
-    if (access(p, W_OK) != 0) die("output directory '%s' is not writable: %s; choose another --out", path, strerror(errno));
+    if (mkdir(p, 0755) != 0 && errno != EEXIST)
+        die("cannot create output directory '%s': %s; choose another --%s", path, strerror(errno), flag);
+    if (!is_dir(p)) die("output path '%s' is not a directory; choose another --%s", path, flag);
+    if (access(p, W_OK) != 0)
+        die("output directory '%s' is not writable: %s; choose another --%s", path, strerror(errno), flag);
 }
 
 // Does `path` come with its own held-out split (a CIFAR/MNIST directory, or synthetic)?
@@ -3335,32 +3347,87 @@ static int has_test_split(const char *path) {
     return 0;
 }
 
+// A CIFAR-10 directory without test_batch.bin: train holds out its data_batch_5.bin (the
+// path goes to holdout) as the test split. 0 for every other data set.
+static int cifar_holdout(char holdout[4096], const char *path) {
+    char batch1[4096];
+    snprintf(holdout, 4096, "%s/data_batch_5.bin", path);
+    snprintf(batch1, sizeof(batch1), "%s/data_batch_1.bin", path);
+    return is_dir(path) && !has_test_split(path) && is_file(holdout) && is_file(batch1);
+}
+
 static void open_or_die(Dataset *ds, const char *path, int test_split, const char *exclude, const Config *c, int synthetic_n, int skip_bad) {
     if (dataset_open(ds, path, test_split, exclude, c->channels, c->img_size, synthetic_n, skip_bad) != 0) die("%s", data_error);
 }
 
-// The labelled --train and --test data of knn and linear, cut to their first max_train and
-// max_test images (0: all); what names the command in the message when labels are missing.
-static void open_train_test(Dataset *tr, Dataset *te, const char *train_path, const char *test_path, const Config *c,
-                            int synthetic_n, int max_train, int max_test, const char *what) {
-    open_or_die(tr, train_path, 0, test_path, c, synthetic_n, 0);
-    open_or_die(te, test_path, is_dir(test_path) || strcmp(test_path, "synthetic") == 0, NULL, c, synthetic_n, 0);
-    if (tr->labels == NULL || te->labels == NULL) die("%s needs labels in both --train and --test", what);
-    if (max_train > 0 && tr->n > max_train) tr->n = max_train;
-    if (max_test > 0 && te->n > max_test) te->n = max_test;
+// Held-out data named by --test: of a directory or the synthetic set, its test split.
+static void open_test(Dataset *ds, const char *path, const Config *c, int synthetic_n, int skip_bad) {
+    open_or_die(ds, path, is_dir(path) || strcmp(path, "synthetic") == 0, NULL, c, synthetic_n, skip_bad);
 }
 
-static void print_knn_table(const char *what, const float *top1, const float *top5) {
-    printf("%s\n  k      top1    top5\n", what);
-    for (int q = 0; q < KNN_NK; q++) printf("  %-4d  %6.2f  %6.2f\n", knn_ks[q], top1[q], top5[q]);
+// What knn and linear share: the checkpoint in *d and its labelled --train and --test data, cut
+// to their first max_train and max_test images (0: all). Returns the number of classes.
+static int open_labelled(Dino *d, Dataset *tr, Dataset *te, const char *cmd, const char *model, const char *train_path,
+                         const char *test_path, int synthetic_n, int max_train, int max_test) {
+    if (model == NULL || train_path == NULL || test_path == NULL) die("./dino %s needs --model, --train and --test", cmd);
+    load_checkpoint(d, model);
+    open_or_die(tr, train_path, 0, test_path, &d->cfg, synthetic_n, 0);
+    open_test(te, test_path, &d->cfg, synthetic_n, 0);
+    if (tr->labels == NULL || te->labels == NULL) die("./dino %s needs labels in both --train and --test", cmd);
+    if (tr->C != d->cfg.channels || te->C != d->cfg.channels)
+        die("the data has %d channel(s) but the model in '%s' has %d; ./dino %s needs data like its training data",
+            tr->C != d->cfg.channels ? tr->C : te->C, model, d->cfg.channels, cmd);
+    if (max_train > 0 && tr->n > max_train) tr->n = max_train;
+    if (max_test > 0 && te->n > max_test) te->n = max_test;
+    return tr->nclasses > te->nclasses ? tr->nclasses : te->nclasses;
+}
+
+// The CLS features of every image of ds, (n, dim); L2-normalised ones are those k-NN compares.
+static float *cls_features(const Dataset *ds, const Dino *d, int teacher, int l2) {
+    float *f = (float *)mallocCheck((size_t)ds->n * d->cfg.dim * sizeof(float));
+    if (l2) extract_features(f, ds, d, teacher);
+    else backbone_features(f, ds, d, teacher);
+    return f;
+}
+
+static void print_knn_rows(const int *ks, int nk, const float *top1, const float *top5) {
+    printf("  k      top1    top5\n");
+    for (int q = 0; q < nk; q++) printf("  %-4d  %6.2f  %6.2f\n", ks[q], top1[q], top5[q]);
 }
 
 static int cmp_double(const void *a, const void *b) { double x = *(const double *)a, y = *(const double *)b; return (x > y) - (x < y); }
 
+// Times warmup + n training steps of d and returns the median of the last n (t: their
+// seconds, sorted). With ds, each step first draws a batch of it and makes its crops, as
+// training does (the --minutes probe); without, every step trains on the same random crops.
+static double time_steps(Dino *d, const Dataset *ds, int warmup, int n, double *t) {
+    const Config *c = &d->cfg;
+    int B = c->batch, pe = -1, *idx = (int *)mallocCheck(B * sizeof(int));
+    int *perm = (int *)mallocCheck((ds ? ds->n : 1) * sizeof(int));
+    size_t ng = (size_t)2 * B * c->channels * c->img_size * c->img_size;
+    size_t nl = (size_t)c->n_local * B * c->channels * c->local_size * c->local_size;
+    float *g = (float *)mallocCheck(ng * 4), *l = (float *)mallocCheck((nl ? nl : 1) * 4);
+    Rng r = { 1 };
+    for (size_t i = 0; ds == NULL && i < ng; i++) g[i] = rng_normal(&r);
+    for (size_t i = 0; ds == NULL && i < nl; i++) l[i] = rng_normal(&r);
+    for (int s = 0; s < warmup + n; s++) {
+        double t0 = now_seconds();
+        if (ds != NULL) {
+            batch_indices(idx, perm, &pe, ds->n, B, c->seed, s);
+            make_crops(g, l, ds, idx, B, c, s);
+        }
+        dino_step(d, g, l);
+        if (s >= warmup) t[s - warmup] = now_seconds() - t0;
+    }
+    free(g); free(l); free(perm); free(idx);
+    qsort(t, n, sizeof(double), cmp_double);
+    return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+}
+
 static int cmd_train(int argc, char **argv) {
     Config cfg = default_config();
-    int cfg_set[NUM_CONFIG_FIELDS] = { 0 };
-    const char *data = NULL, *test_path = NULL, *out = "runs/dino", *resume = NULL;
+    static const char default_out[] = "runs/dino";
+    const char *data = NULL, *test_path = NULL, *out = default_out, *resume = NULL;
     int epochs = 0, steps = 0, save_every = 2000, eval_every = 0, log_every = 50, eval_train = 10000, eval_test = 2000;
     int synthetic_n = 10000, skip_bad = 0, threads = 0, no_final_eval = 0, no_centering = 0, no_sharpening = 0;
     float minutes = 0.0f, knn_temp = 0.07f;
@@ -3368,151 +3435,116 @@ static int cmd_train(int argc, char **argv) {
         { "data", 's', &data, "training data: CIFAR dir/.bin, MNIST IDX, image folder, or 'synthetic'" },
         { "test", 's', &test_path, "held-out labelled data for k-NN (default: the data set's test split)" },
         { "out", 's', &out, "output directory (model.bin, log.csv); with --resume: the checkpoint's" },
-        { "epochs", 'i', &epochs, "train for N passes over the data (the schedules span them)" },
-        { "steps", 'i', &steps, "train for N steps (the schedules are fitted to them)" },
+        { "epochs", 'i', &epochs, "train for N passes over the data (the schedules span them)", 1 },
+        { "steps", 'i', &steps, "train for N steps (the schedules are fitted to them)", 1 },
         { "minutes", 'f', &minutes, "train for M minutes of wall clock (schedules fitted to the steps that fit)" },
         { "resume", 's', &resume, "continue a run from its checkpoint" },
         { "save-every", 'i', &save_every, "write the checkpoint every N steps (and at the end; 0 = only then)" },
         { "eval-every", 'i', &eval_every, "k-NN evaluation every N steps (0 = start and end only)" },
-        { "log-every", 'i', &log_every, "print a log line every N steps (log.csv gets every step)" },
+        { "log-every", 'i', &log_every, "print a log line every N steps (log.csv gets every step)", 1 },
         { "eval-train", 'i', &eval_train, "training images used by the periodic k-NN (0 = all)" },
         { "eval-test", 'i', &eval_test, "test images used by the periodic k-NN (0 = all)" },
         { "knn-temp", 'f', &knn_temp, "k-NN vote temperature" },
-        { "synthetic-n", 'i', &synthetic_n, "training images of the synthetic set (test: n/5)" },
+        { "synthetic-n", 'i', &synthetic_n, "training images of the synthetic set (test: n/5)", 1, 1000000 },
         { "skip-bad-images", 'b', &skip_bad, "leave out unreadable images (reported) instead of stopping" },
         { "no-final-eval", 'b', &no_final_eval, "skip the k-NN at the start and the end" },
         { "no-centering", 'b', &no_centering, "collapse study: no centering (= --center 0)" },
         { "no-sharpening", 'b', &no_sharpening, "collapse study: teacher temperature = student's (both teacher temps)" },
-        { "threads", 'i', &threads, "OpenMP threads (0 = OMP_NUM_THREADS or all cores)" },
-        { NULL, 0, NULL, NULL },
+        { "threads", 'i', &threads, "OpenMP threads (0 = OMP_NUM_THREADS or all cores)", 0, 1024 },
+        { 0 },
     };
-    parse_args(argc, argv, opts, &cfg, cfg_set, "train", "--data PATH [--test PATH] [--out DIR] [--epochs N | --steps N | --minutes M] [flags]");
+    parse_args(argc, argv, opts, &cfg, "train",
+               "--data PATH [--test PATH] [--out DIR] [--epochs N | --steps N | --minutes M] [flags]");
     // the two ablations of the paper's collapse study (section 5.3, figure 7), as config fields
-    if (no_centering) { cfg.center = 0; cfg_set[config_index("center")] = 1; }
+    if (no_centering) { cfg.center = 0; cfg_given[config_index("center")] = 1; }
     if (no_sharpening) {
         cfg.teacher_temp = cfg.warmup_teacher_temp = cfg.student_temp;
-        cfg_set[config_index("teacher_temp")] = cfg_set[config_index("warmup_teacher_temp")] = 1;
+        cfg_given[config_index("teacher_temp")] = cfg_given[config_index("warmup_teacher_temp")] = 1;
     }
     // everything that can be checked before the data is loaded
     if (data == NULL) die("./dino train needs --data PATH (a CIFAR directory, an MNIST directory, an image folder, or 'synthetic')");
     if ((epochs > 0) + (steps > 0) + (minutes > 0) > 1) die("give only one of --epochs, --steps, --minutes");
-    if (was_given(opts, "epochs") && epochs < 1) die("--epochs must be >= 1, got %d", epochs);
-    if (was_given(opts, "steps") && steps < 1) die("--steps must be >= 1, got %d", steps);
-    if (was_given(opts, "minutes") && !(minutes > 0)) die("--minutes must be > 0, got %g", minutes);
-    if (log_every < 1) die("--log-every must be >= 1");
-    if (!(knn_temp > 0)) die("--knn-temp must be > 0, got %g", knn_temp);
-    if (synthetic_n < 1 || synthetic_n > 1000000) die("--synthetic-n must be in [1, 1000000], got %d", synthetic_n);
-    if (threads > 1024) die("--threads must be in [0, 1024], got %d", threads);
-    if (resume != NULL && (was_given(opts, "epochs") || was_given(opts, "minutes")))
+    if (resume != NULL && (epochs > 0 || minutes > 0))
         die("--%s cannot be combined with --resume: the run's schedules were fixed when it started (--steps N stops it at step N)",
-            was_given(opts, "epochs") ? "epochs" : "minutes");
-    const char *err = config_error(&cfg);
-    if (err != NULL) die("bad config: %s (./dino train --help lists the flags)", err);
-#ifdef _OPENMP
-    if (threads > 0) omp_set_num_threads(threads);
-#endif
+            epochs > 0 ? "epochs" : "minutes");
+    set_threads(threads);
     Dino d;
     if (resume != NULL) {
         load_checkpoint(&d, resume);
-        Config ck = d.cfg;
+        Opt mine[NUM_CONFIG_FIELDS + 1], theirs[NUM_CONFIG_FIELDS + 1];
+        config_opts(mine, &cfg);
+        config_opts(theirs, &d.cfg);
         for (int i = 0; i < NUM_CONFIG_FIELDS; i++) {
-            char *mine = (char *)&cfg + config_fields[i].offset, *theirs = (char *)&ck + config_fields[i].offset;
-            if (!cfg_set[i] || memcmp(mine, theirs, 4) == 0) continue;
-            char have[32], want[32];
-            if (config_fields[i].is_float) { snprintf(have, 32, "%g", *(float *)theirs); snprintf(want, 32, "%g", *(float *)mine); }
-            else { snprintf(have, 32, "%d", *(int *)theirs); snprintf(want, 32, "%d", *(int *)mine); }
-            die("--%s %s differs from the checkpoint being resumed ('%s' has %s %s): drop the flag to continue that run, "
-                "or start a new run", config_fields[i].name, want, resume, config_fields[i].name, have);
+            char want[64], have[64];
+            if (cfg_given[i] && memcmp(mine[i].dst, theirs[i].dst, 4) != 0)
+                die("--%s %s differs from the checkpoint being resumed ('%s' has %s %s): drop the flag to continue that "
+                    "run, or start a new run", mine[i].name, opt_value(want, &mine[i]), resume, mine[i].name,
+                    opt_value(have, &theirs[i]));
         }
         cfg = d.cfg;
     }
     // the output directory before the data: a run that cannot save should not start.
     // A resumed run continues in its checkpoint's directory unless --out says otherwise.
     char resume_dir[4096], existing[4200];
-    if (resume != NULL && !was_given(opts, "out")) {
+    if (resume != NULL && out == default_out) {
         snprintf(resume_dir, sizeof(resume_dir), "%s", resume);
         char *slash = strrchr(resume_dir, '/');
-        if (slash != NULL) *slash = '\0'; else snprintf(resume_dir, sizeof(resume_dir), ".");
-        out = resume_dir;
+        if (slash != NULL) *slash = '\0';
+        out = slash != NULL ? resume_dir : ".";
     }
-    make_dirs(out);
+    make_dirs(out, "out", "model.bin and log.csv");
     snprintf(existing, sizeof(existing), "%s/model.bin", out);
     if (resume == NULL && is_file(existing))
         die("'%s' already holds a run (%s): continue it with --resume %s, or choose another --out", out, existing, existing);
     if (resume != NULL && is_file(existing) && !same_file(existing, resume))
         die("'%s' already holds another run (%s): choose another --out for the resumed run, or leave --out out to continue in '%s''s directory",
             out, existing, resume);
-    // the training data, and a held-out split for k-NN
-    Dataset ds, test, *testp = NULL;
-    const char *auto_exclude = NULL;
+    // the training data, and a held-out split for k-NN: --test, the data set's own, or a CIFAR-10 batch
     char holdout[4096];
-    if (test_path == NULL && !has_test_split(data) && is_dir(data)) {
-        snprintf(holdout, sizeof(holdout), "%s/data_batch_5.bin", data);
-        char b1[4096];
-        snprintf(b1, sizeof(b1), "%s/data_batch_1.bin", data);
-        if (is_file(holdout) && is_file(b1)) {
-            printf("note: '%s' has no test_batch.bin: holding out data_batch_5.bin as the test split\n", data);
-            test_path = holdout;
-            auto_exclude = holdout;
-        }
+    if (test_path == NULL && cifar_holdout(holdout, data)) {
+        printf("note: '%s' has no test_batch.bin: holding out data_batch_5.bin as the test split\n", data);
+        test_path = holdout;
     }
-    open_or_die(&ds, data, 0, test_path != NULL ? test_path : auto_exclude, &cfg, synthetic_n, skip_bad);
-    if (test_path != NULL) { open_or_die(&test, test_path, is_dir(test_path) || strcmp(test_path, "synthetic") == 0, NULL, &cfg, synthetic_n, skip_bad); testp = &test; }
-    else if (has_test_split(data)) { open_or_die(&test, data, 1, NULL, &cfg, synthetic_n, skip_bad); testp = &test; }
+    Dataset ds, test, *testp = NULL;
+    open_or_die(&ds, data, 0, test_path, &cfg, synthetic_n, skip_bad);
+    if (test_path == NULL && has_test_split(data)) test_path = data;
+    if (test_path != NULL) { open_test(&test, test_path, &cfg, synthetic_n, skip_bad); testp = &test; }
     if (testp != NULL && (testp->labels == NULL || ds.labels == NULL)) { dataset_free(testp); testp = NULL; } // k-NN needs labels
     if (testp != NULL && (testp->C != ds.C)) die("test data has %d channels, training data %d", testp->C, ds.C);
-    if (resume == NULL && !cfg_set[config_index("channels")]) cfg.channels = ds.C;
+    if (resume == NULL && !cfg_given[config_index("channels")]) cfg.channels = ds.C;
     if (ds.C != cfg.channels)
         die("the data has %d channel(s) but the model %s %d; %s", ds.C, resume ? "being resumed has" : "expects", cfg.channels,
             resume ? "resume it with the data it was trained on" : "set --channels to match, or leave it out");
     if (ds.n < cfg.batch) die("the data set has %d images, fewer than one batch (--batch %d)", ds.n, cfg.batch);
     printf("data: %s, %d images %dx%dx%d%s", data, ds.n, ds.C, ds.S, ds.S, ds.labels ? ", labelled" : "");
-    if (testp) printf("; test: %s, %d images", test_path ? test_path : data, testp->n);
+    if (testp) printf("; test: %s, %d images", test_path, testp->n);
     printf("\n");
 
-    int per_epoch = ds.n / cfg.batch, total;
-    if (resume == NULL) {
-        set_pixel_stats(&cfg, cfg_set, &ds);
-        // how long, and the schedules fitted to it
-        if (minutes > 0) {
-            Dino probe; // time a few steps of this config on this data, on a throwaway model
+    int total = steps; // how long, and the schedules fitted to it
+    if (resume != NULL) {
+        if (total == 0) total = schedule_length(&cfg); // resume may stop early; the schedules stay as they were
+        printf("resuming %s at step %d of %d\n", resume, d.step, total);
+    } else {
+        set_pixel_stats(&cfg, &ds);
+        if (minutes > 0) { // time 5 steps of this config on this data (after one more that warms caches up)
             Config pc = cfg;
             pc.total_steps = 1000;
+            Dino probe; // a throwaway model
             dino_build(&probe, &pc);
-            size_t ng = (size_t)2 * cfg.batch * cfg.channels * cfg.img_size * cfg.img_size;
-            size_t nl = (size_t)cfg.n_local * cfg.batch * cfg.channels * cfg.local_size * cfg.local_size;
-            float *g = (float *)mallocCheck(ng * 4), *l = (float *)mallocCheck((nl ? nl : 1) * 4);
-            int *perm = (int *)mallocCheck(ds.n * sizeof(int)), *idx = (int *)mallocCheck(cfg.batch * sizeof(int)), pe = -1;
-            double t[6];
-            for (int s = 0; s < 6; s++) {
-                t[s] = now_seconds();
-                batch_indices(idx, perm, &pe, ds.n, cfg.batch, cfg.seed, s);
-                make_crops(g, l, &ds, idx, cfg.batch, &cfg, s);
-                dino_step(&probe, g, l);
-                t[s] = now_seconds() - t[s];
-            }
-            qsort(t + 1, 5, sizeof(double), cmp_double); // the first step only warms caches up
-            double best = t[3];                           // the median of the other five
-            free(g); free(l); free(perm); free(idx);
+            double t[5], per_step = time_steps(&probe, &ds, 1, 5, t);
             dino_free(&probe);
-            total = (int)(minutes * 60.0 / (best * 1.03)); // 3% for logging and checkpoints
-            if (total < 1) total = 1;
-            printf("budget: %.1f min at %.3f s/step (median of 5) -> %d steps (%.2f epochs)\n", minutes, best, total, (double)total / per_epoch);
-        } else if (steps > 0) total = steps;
+            total = (int)fmax(1.0, minutes * 60.0 / (per_step * 1.03)); // 3% for logging and checkpoints
+            printf("budget: %.1f min at %.3f s/step (median of 5) -> %d steps (%.2f epochs)\n",
+                   minutes, per_step, total, (double)total / (ds.n / cfg.batch));
+        }
+        if (total > 0) fit_schedules(&cfg, total);
         else {
             if (epochs > 0) cfg.epochs = epochs;
-            total = cfg.epochs * per_epoch;
-        }
-        if (minutes > 0 || steps > 0) fit_schedules(&cfg, total);
-        else {
-            cfg.steps_per_epoch = per_epoch;
+            cfg.steps_per_epoch = ds.n / cfg.batch;
             cfg.total_steps = 0;
+            total = cfg.epochs * cfg.steps_per_epoch;
         }
         dino_build(&d, &cfg);
-    } else {
-        total = schedule_length(&cfg);
-        if (steps > 0) total = steps; // resume may stop early; the schedules stay as they were
-        printf("resuming %s at step %d of %d\n", resume, d.step, total);
     }
     printf("model: %zu parameters, ViT dim %d depth %d heads %d patch %d, K %d, %d global %d px + %d local %d px crops, batch %d\n",
            d.num_params, cfg.dim, cfg.depth, cfg.heads, cfg.patch, cfg.out_dim, 2, cfg.img_size, cfg.n_local, cfg.local_size, cfg.batch);
@@ -3530,7 +3562,7 @@ static int cmd_train(int argc, char **argv) {
     }
     double t0 = now_seconds();
     TrainLoop loop = { out, total, save_every, eval_every, log_every, eval_train, eval_test, knn_temp,
-                       minutes > 0 && resume == NULL ? t0 + minutes * 60.0 : 0.0, eval_cost };
+                       minutes > 0 ? t0 + minutes * 60.0 : 0.0, eval_cost };
     train_loop(&d, &ds, testp, &loop);
     char took[32];
     format_duration(took, sizeof(took), now_seconds() - t0);
@@ -3540,7 +3572,10 @@ static int cmd_train(int argc, char **argv) {
         if (d.step > 0 && init1[1] > 0) {
             printf("k-NN on %d held-out images (teacher CLS features, T=%.2f)\n  k     random init   trained\n", testp->n, knn_temp);
             for (int q = 0; q < KNN_NK; q++) printf("  %-4d  %6.2f        %6.2f\n", knn_ks[q], init1[q], top1[q]);
-        } else print_knn_table("k-NN on the held-out split", top1, top5);
+        } else {
+            printf("k-NN on the held-out split\n");
+            print_knn_rows(knn_ks, KNN_NK, top1, top5);
+        }
         printf("knn k=20 top1 %.2f\n", top1[1]);
     }
     dataset_free(&ds);
@@ -3557,44 +3592,37 @@ static int cmd_knn(int argc, char **argv) {
         { "model", 's', &model, "checkpoint (model.bin)" },
         { "train", 's', &train_path, "labelled training data (the neighbours)" },
         { "test", 's', &test_path, "labelled test data" },
-        { "k", 'i', &k, "the headline k (10, 20, 100 and 200 are always shown)" },
+        { "k", 'i', &k, "the headline k (10, 20, 100 and 200 are always shown)", 1, 10000 },
         { "temp", 'f', &temp, "vote temperature T: weight exp(similarity / T)" },
         { "baseline", 'b', &baseline, "also k-NN on raw normalised pixels" },
         { "max-train", 'i', &max_train, "use only the first N training images (0 = all)" },
         { "max-test", 'i', &max_test, "use only the first N test images (0 = all)" },
-        { "synthetic-n", 'i', &synthetic_n, "size of the synthetic training set" },
-        { NULL, 0, NULL, NULL },
+        { "synthetic-n", 'i', &synthetic_n, "size of the synthetic training set", 1, 1000000 },
+        { 0 },
     };
-    parse_args(argc, argv, opts, NULL, NULL, "knn", "--model CKPT --train PATH --test PATH [flags]");
-    if (model == NULL || train_path == NULL || test_path == NULL) die("./dino knn needs --model, --train and --test");
-    if (k < 1 || k > 10000) die("--k must be in [1, 10000], got %d", k);
-    if (!(temp > 0)) die("--temp must be > 0, got %g", temp);
-    if (synthetic_n < 1 || synthetic_n > 1000000) die("--synthetic-n must be in [1, 1000000], got %d", synthetic_n);
+    parse_args(argc, argv, opts, NULL, "knn", "--model CKPT --train PATH --test PATH [flags]");
     Dino d;
-    load_checkpoint(&d, model);
     Dataset tr, te;
-    open_train_test(&tr, &te, train_path, test_path, &d.cfg, synthetic_n, max_train, max_test, "k-NN");
-    if (tr.C != d.cfg.channels || te.C != d.cfg.channels) die("the data has %d channel(s) but the model in '%s' has %d; k-NN needs data like its training data", tr.C != d.cfg.channels ? tr.C : te.C, model, d.cfg.channels);
-    int ks[KNN_NK + 1], nk = KNN_NK, head = 1;
+    int nclasses = open_labelled(&d, &tr, &te, "knn", model, train_path, test_path, synthetic_n, max_train, max_test);
+    int D = d.cfg.dim;
+    double t = now_seconds();
+    float *ftr = cls_features(&tr, &d, 1, 1), *fte = cls_features(&te, &d, 1, 1);
+    int ks[KNN_NK + 1], nk = KNN_NK, head;
     memcpy(ks, knn_ks, sizeof(knn_ks));
     for (head = 0; head < nk && ks[head] != k; head++) {}
     if (head == nk) ks[nk++] = k;
-    int nclasses = tr.nclasses > te.nclasses ? tr.nclasses : te.nclasses;
     float top1[KNN_NK + 1], top5[KNN_NK + 1];
-    int D = d.cfg.dim;
-    float *ftr = (float *)mallocCheck((size_t)tr.n * D * 4), *fte = (float *)mallocCheck((size_t)te.n * D * 4);
-    double t = now_seconds();
-    extract_features(ftr, &tr, &d, 1);
-    extract_features(fte, &te, &d, 1);
     knn_classify(top1, top5, ks, nk, ftr, tr.labels, tr.n, fte, te.labels, te.n, D, nclasses, temp);
-    printf("k-NN on teacher CLS features (dim %d), %d train / %d test images, T=%.2f [%.1fs]\n  k      top1    top5\n", D, tr.n, te.n, temp, now_seconds() - t);
-    for (int q = 0; q < nk; q++) printf("  %-4d  %6.2f  %6.2f\n", ks[q], top1[q], top5[q]);
+    printf("k-NN on teacher CLS features (dim %d), %d train / %d test images, T=%.2f [%.1fs]\n",
+           D, tr.n, te.n, temp, now_seconds() - t);
+    print_knn_rows(ks, nk, top1, top5);
     if (baseline) {
         int pd;
-        float *ptr = pixel_features(&tr, &d.cfg, &pd), *pte = pixel_features(&te, &d.cfg, &pd), b1[KNN_NK + 1], b5[KNN_NK + 1];
+        float *ptr = pixel_features(&tr, &d.cfg, &pd), *pte = pixel_features(&te, &d.cfg, &pd);
+        float b1[KNN_NK + 1], b5[KNN_NK + 1];
         knn_classify(b1, b5, ks, nk, ptr, tr.labels, tr.n, pte, te.labels, te.n, pd, nclasses, temp);
-        printf("baseline: k-NN on raw normalised pixels (dim %d)\n  k      top1    top5\n", pd);
-        for (int q = 0; q < nk; q++) printf("  %-4d  %6.2f  %6.2f\n", ks[q], b1[q], b5[q]);
+        printf("baseline: k-NN on raw normalised pixels (dim %d)\n", pd);
+        print_knn_rows(ks, nk, b1, b5);
         printf("pixels k=%d top1 %.2f\n", k, b1[head]);
         free(ptr); free(pte);
     }
@@ -3609,26 +3637,22 @@ static int cmd_knn(int argc, char **argv) {
 // local crops, each scaled up (nearest neighbour) to the same cell size.
 static int cmd_crops(int argc, char **argv) {
     Config cfg = default_config();
-    int cfg_set[NUM_CONFIG_FIELDS] = { 0 };
     const char *data = NULL, *output = "crops.png";
     int index = 0, synthetic_n = 100;
     Opt opts[] = {
         { "data", 's', &data, "data set (as for train)" },
         { "index", 'i', &index, "which image" },
         { "output", 's', &output, "PNG file to write" },
-        { "synthetic-n", 'i', &synthetic_n, "size of the synthetic set" },
-        { NULL, 0, NULL, NULL },
+        { "synthetic-n", 'i', &synthetic_n, "size of the synthetic set", 1, 1000000 },
+        { 0 },
     };
-    parse_args(argc, argv, opts, &cfg, cfg_set, "crops", "--data PATH [--index I] [--output FILE.png] [config flags]");
+    parse_args(argc, argv, opts, &cfg, "crops", "--data PATH [--index I] [--output FILE.png] [config flags]");
     if (data == NULL) die("./dino crops needs --data PATH");
-    if (synthetic_n < 1 || synthetic_n > 1000000) die("--synthetic-n must be in [1, 1000000], got %d", synthetic_n);
     Dataset ds;
     open_or_die(&ds, data, 0, NULL, &cfg, synthetic_n, 0);
     if (index >= ds.n) die("--index %d is out of range: the data set has %d images", index, ds.n);
     cfg.channels = ds.C;
-    set_pixel_stats(&cfg, cfg_set, &ds);
-    const char *err = config_error(&cfg);
-    if (err) die("bad config: %s", err);
+    set_pixel_stats(&cfg, &ds);
     int C = ds.C, S = cfg.img_size, s = cfg.local_size, ncrops = 2 + cfg.n_local, cell = 4 * S, gap = 4;
     int W = (ncrops + 1) * (cell + gap) - gap;
     float *g = (float *)mallocCheck((size_t)2 * C * S * S * 4), *l = (float *)mallocCheck((size_t)(cfg.n_local ? cfg.n_local : 1) * C * s * s * 4);
@@ -3662,14 +3686,13 @@ static int cmd_crops(int argc, char **argv) {
 // out); "train": the rest. A data set without a held-out split (a file, an image folder)
 // is read whole whichever split is asked for, with a note for "test".
 static void open_split(Dataset *ds, const char *path, const char *split, const Config *c, int synthetic_n) {
-    int test = strcmp(split, "test") == 0;
+    int test = strcmp(split, "test") == 0, own = has_test_split(path);
     if (!test && strcmp(split, "train") != 0) die("--split must be train or test, got '%s'", split);
     char holdout[4096];
-    snprintf(holdout, sizeof(holdout), "%s/data_batch_5.bin", path);
-    int cifar_holdout = is_dir(path) && !has_test_split(path) && is_file(holdout);
-    if (test && cifar_holdout) { open_or_die(ds, holdout, 0, NULL, c, synthetic_n, 0); return; }
-    if (test && !has_test_split(path)) printf("note: '%s' has no held-out split: using all of it\n", path);
-    open_or_die(ds, path, test && has_test_split(path), cifar_holdout ? holdout : NULL, c, synthetic_n, 0);
+    int cifar = cifar_holdout(holdout, path);
+    if (test && !own && !cifar) printf("note: '%s' has no held-out split: using all of it\n", path);
+    if (test && cifar) open_or_die(ds, holdout, 0, NULL, c, synthetic_n, 0);
+    else open_or_die(ds, path, test && own, cifar ? holdout : NULL, c, synthetic_n, 0);
     if (ds->C != c->channels) die("'%s' has %d channel(s), the model %d", path, ds->C, c->channels);
 }
 
@@ -3686,20 +3709,20 @@ static int cmd_attn(int argc, char **argv) {
         { "index", 'l', &indices, "which image of --data; repeat for more" },
         { "split", 's', &split, "the split of --data: train, or test for held-out images" },
         { "output", 's', &output, "directory for the PNGs" },
-        { "threshold", 'f', &threshold, "masks keep the most attended patches holding this fraction of the attention" },
+        { "threshold", 'f', &threshold, "masks keep the most attended patches holding this fraction of the attention", 0, 1 },
         { "student", 'b', &student, "the student's attention (default: the teacher's)" },
-        { "synthetic-n", 'i', &synthetic_n, "size of the synthetic training set (its test split has n/5)" },
-        { NULL, 0, NULL, NULL },
+        { "synthetic-n", 'i', &synthetic_n, "size of the synthetic training set (its test split has n/5)", 1, 1000000 },
+        { 0 },
     };
-    parse_args(argc, argv, opts, NULL, NULL, "attn", "--model CKPT (--image FILE ... | --data PATH --index I ...) --output DIR [flags]");
+    parse_args(argc, argv, opts, NULL, "attn",
+               "--model CKPT (--image FILE ... | --data PATH --index I ...) --output DIR [flags]");
     if (model == NULL) die("./dino attn needs --model CKPT");
     if (images.n == 0 && indices.n == 0) die("./dino attn needs --image FILE, or --data PATH with --index I");
     if ((data != NULL) != (indices.n > 0)) die("--data and --index go together: --data PATH --index I [--index J ...]");
-    if (!(threshold > 0.0f && threshold <= 1.0f)) die("--threshold must be in (0, 1], got %g", threshold);
     Dino d;
     load_checkpoint(&d, model);
     int C = d.cfg.channels;
-    make_dirs(output);
+    make_dirs(output, "output", "the PNGs");
     for (int i = 0; i < images.n; i++) {
         int w, h, n;
         uint8_t *img = stbi_load(images.v[i], &w, &h, &n, C);
@@ -3718,7 +3741,7 @@ static int cmd_attn(int argc, char **argv) {
         size_t SS = (size_t)ds.S * ds.S;
         uint8_t *img = (uint8_t *)mallocCheck(SS * C);
         for (int i = 0; i < indices.n; i++) {
-            int index = parse_int("index", indices.v[i], 0, INT32_MAX);
+            int index = (int)parse_number("index", indices.v[i], 'i', 0, 0);
             if (index >= ds.n) die("--index %d is out of range: the %s split has %d images", index, split, ds.n);
             for (int ch = 0; ch < C; ch++) // planar (C, S, S) to interleaved (S, S, C)
                 for (size_t k = 0; k < SS; k++) img[k * C + ch] = ds.pixels[((size_t)index * C + ch) * SS + k];
@@ -3747,21 +3770,19 @@ static int cmd_embed(int argc, char **argv) {
         { "labels", 's', &labels_path, "int32 labels .npy, when the data has them (default: FILE_labels.npy)" },
         { "student", 'b', &student, "the student's features (default: the teacher's)" },
         { "l2", 'b', &l2, "L2-normalise each row (the features k-NN compares)" },
-        { "synthetic-n", 'i', &synthetic_n, "size of the synthetic training set (its test split has n/5)" },
-        { NULL, 0, NULL, NULL },
+        { "synthetic-n", 'i', &synthetic_n, "size of the synthetic training set (its test split has n/5)", 1, 1000000 },
+        { 0 },
     };
-    parse_args(argc, argv, opts, NULL, NULL, "embed", "--model CKPT --data PATH --output FILE.npy [flags]");
+    parse_args(argc, argv, opts, NULL, "embed", "--model CKPT --data PATH --output FILE.npy [flags]");
     if (model == NULL || data == NULL || output == NULL) die("./dino embed needs --model, --data and --output");
     Dino d;
     load_checkpoint(&d, model);
     Dataset ds;
     open_split(&ds, data, split, &d.cfg, synthetic_n);
-    int D = d.cfg.dim;
-    float *feats = (float *)mallocCheck((size_t)ds.n * D * sizeof(float));
-    if (l2) extract_features(feats, &ds, &d, !student);
-    else backbone_features(feats, &ds, &d, !student);
-    if (write_npy(output, "<f4", feats, sizeof(float), ds.n, D) != 0) die("%s", data_error);
-    printf("wrote %s: %d x %d float32, %s CLS features after the final norm%s\n", output, ds.n, D, student ? "student" : "teacher", l2 ? ", L2-normalised" : "");
+    float *feats = cls_features(&ds, &d, !student, l2);
+    if (write_npy(output, "<f4", feats, sizeof(float), ds.n, d.cfg.dim) != 0) die("%s", data_error);
+    printf("wrote %s: %d x %d float32, %s CLS features after the final norm%s\n", output, ds.n, d.cfg.dim,
+           student ? "student" : "teacher", l2 ? ", L2-normalised" : "");
     if (ds.labels != NULL) {
         char derived[4096];
         if (labels_path == NULL) { // FILE.npy -> FILE_labels.npy
@@ -3790,33 +3811,28 @@ static int cmd_linear(int argc, char **argv) {
         { "model", 's', &model, "checkpoint (model.bin)" },
         { "train", 's', &train_path, "labelled training data" },
         { "test", 's', &test_path, "labelled test data" },
-        { "epochs", 'i', &epochs, "passes over the training features" },
-        { "batch", 'i', &batch, "features per SGD step" },
+        { "epochs", 'i', &epochs, "passes over the training features", 1 },
+        { "batch", 'i', &batch, "features per SGD step", 1 },
         { "lr", 'f', &lr, "learning rate at the start (cosine to 0; momentum 0.9; standardised features)" },
         { "seed", 'i', &seed, "shuffling seed" },
         { "student", 'b', &student, "the student's features (default: the teacher's)" },
         { "max-train", 'i', &max_train, "use only the first N training images (0 = all)" },
         { "max-test", 'i', &max_test, "use only the first N test images (0 = all)" },
-        { "synthetic-n", 'i', &synthetic_n, "size of the synthetic training set" },
-        { NULL, 0, NULL, NULL },
+        { "synthetic-n", 'i', &synthetic_n, "size of the synthetic training set", 1, 1000000 },
+        { 0 },
     };
-    parse_args(argc, argv, opts, NULL, NULL, "linear", "--model CKPT --train PATH --test PATH [flags]");
-    if (model == NULL || train_path == NULL || test_path == NULL) die("./dino linear needs --model, --train and --test");
-    if (epochs < 1 || batch < 1 || !(lr > 0.0f)) die("--epochs and --batch must be >= 1 and --lr > 0");
+    parse_args(argc, argv, opts, NULL, "linear", "--model CKPT --train PATH --test PATH [flags]");
     Dino d;
-    load_checkpoint(&d, model);
     Dataset tr, te;
-    open_train_test(&tr, &te, train_path, test_path, &d.cfg, synthetic_n, max_train, max_test, "the linear probe");
-    if (tr.C != d.cfg.channels || te.C != d.cfg.channels) die("the data has %d channel(s), the model %d", tr.C, d.cfg.channels);
-    int D = d.cfg.dim, nclasses = tr.nclasses > te.nclasses ? tr.nclasses : te.nclasses;
-    float *ftr = (float *)mallocCheck((size_t)tr.n * D * 4), *fte = (float *)mallocCheck((size_t)te.n * D * 4);
+    int nclasses = open_labelled(&d, &tr, &te, "linear", model, train_path, test_path, synthetic_n, max_train, max_test);
+    int D = d.cfg.dim;
     double t = now_seconds();
-    backbone_features(ftr, &tr, &d, !student);
-    backbone_features(fte, &te, &d, !student);
+    float *ftr = cls_features(&tr, &d, !student, 0), *fte = cls_features(&te, &d, !student, 0);
     double t_feat = now_seconds() - t;
     LinearProbe lp;
     linear_probe_fit(&lp, ftr, tr.labels, tr.n, D, nclasses, epochs, batch, lr, seed);
-    float train_top1 = linear_probe_accuracy(&lp, ftr, tr.labels, tr.n), test_top1 = linear_probe_accuracy(&lp, fte, te.labels, te.n);
+    float train_top1 = linear_probe_accuracy(&lp, ftr, tr.labels, tr.n);
+    float test_top1 = linear_probe_accuracy(&lp, fte, te.labels, te.n);
     printf("linear probe on %s CLS features (dim %d), %d train / %d test images, %d epochs, lr %g [features %.1fs, probe %.1fs]\n",
            student ? "student" : "teacher", D, tr.n, te.n, epochs, lr, t_feat, now_seconds() - t - t_feat);
     printf("linear top1 train %.2f test %.2f\n", train_top1, test_top1);
@@ -3859,42 +3875,23 @@ static int cmd_bench(int argc, char **argv) {
     cfg.img_size = 32; cfg.patch = 4; cfg.dim = 192; cfg.depth = 6; cfg.heads = 3; cfg.mlp_ratio = 4;
     cfg.head_hidden = 1024; cfg.bottleneck = 256; cfg.out_dim = 4096;
     cfg.n_local = 6; cfg.local_size = 16; cfg.batch = 64; cfg.drop_path = 0.1f;
-    int cfg_set[NUM_CONFIG_FIELDS] = { 0 }, steps = 10, warmup = 2, threads = 0;
+    int steps = 10, warmup = 2, threads = 0;
     Opt opts[] = {
-        { "steps", 'i', &steps, "timed steps" },
+        { "steps", 'i', &steps, "timed steps", 1 },
         { "warmup", 'i', &warmup, "untimed steps first" },
-        { "threads", 'i', &threads, "OpenMP threads (0 = OMP_NUM_THREADS or all cores)" },
-        { NULL, 0, NULL, NULL },
+        { "threads", 'i', &threads, "OpenMP threads (0 = OMP_NUM_THREADS or all cores)", 0, 1024 },
+        { 0 },
     };
-    parse_args(argc, argv, opts, &cfg, cfg_set, "bench", "[--steps N] [config flags]  (default: the fixed benchmark configuration)");
-    if (steps < 1) die("--steps must be >= 1");
-    if (threads > 1024) die("--threads must be in [0, 1024], got %d", threads);
-#ifdef _OPENMP
-    if (threads > 0) omp_set_num_threads(threads);
-    threads = omp_get_max_threads();
-#else
-    threads = 1;
-#endif
+    parse_args(argc, argv, opts, &cfg, "bench",
+               "[--steps N] [config flags]  (default: the fixed benchmark configuration)");
+    threads = set_threads(threads);
     cfg.total_steps = 1000; // a mid-schedule step: lr > 0, every part of the update runs
     Dino d;
     dino_build(&d, &cfg);
     const int start = 200; // the timed steps run from here
     d.step = start;
-    size_t ng = (size_t)2 * cfg.batch * cfg.channels * cfg.img_size * cfg.img_size;
-    size_t nl = (size_t)cfg.n_local * cfg.batch * cfg.channels * cfg.local_size * cfg.local_size;
-    float *g = (float *)mallocCheck(ng * 4), *l = (float *)mallocCheck((nl ? nl : 1) * 4);
-    Rng r = { 1 };
-    for (size_t i = 0; i < ng; i++) g[i] = rng_normal(&r);
-    for (size_t i = 0; i < nl; i++) l[i] = rng_normal(&r);
-    double *t = (double *)mallocCheck(steps * sizeof(double));
-    for (int s = 0; s < warmup + steps; s++) {
-        double t0 = now_seconds();
-        dino_step(&d, g, l);
-        if (s >= warmup) t[s - warmup] = now_seconds() - t0;
-    }
-    qsort(t, steps, sizeof(double), cmp_double);
-    double med = steps % 2 ? t[steps / 2] : 0.5 * (t[steps / 2 - 1] + t[steps / 2]), flops = step_flops(&cfg, 0, 0);
-    double run = step_flops(&cfg, 1, epoch_at(&cfg, start) < cfg.freeze_last_layer);
+    double *t = (double *)mallocCheck(steps * sizeof(double)), med = time_steps(&d, NULL, warmup, steps, t);
+    double flops = step_flops(&cfg, 0, 0), run = step_flops(&cfg, 1, epoch_at(&cfg, start) < cfg.freeze_last_layer);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("config: %d px patch %d, dim %d depth %d heads %d mlp %d, head %d/%d, K %d, 2x%d px + %dx%d px crops, batch %d\n",
@@ -3905,19 +3902,19 @@ static int cmd_bench(int argc, char **argv) {
            "%.1f GFLOP/s\n", flops / 1e9, run / 1e9, run / med / 1e9);
     printf("bench dino.c: step %.1f ms (median of %d, min %.1f, max %.1f), %.1f img/s, %.1f GFLOP/s, peak RSS %.0f MiB, threads %d\n",
            med * 1e3, steps, t[0] * 1e3, t[steps - 1] * 1e3, cfg.batch / med, flops / med / 1e9, ru.ru_maxrss / 1024.0, threads);
-    free(g); free(l); free(t);
+    free(t);
     dino_free(&d);
     return 0;
 }
 
 static int cmd_info(int argc, char **argv) {
     Config c = default_config();
-    int cfg_set[NUM_CONFIG_FIELDS] = { 0 };
-    Opt opts[] = { { NULL, 0, NULL, NULL } };
-    parse_args(argc, argv, opts, &c, cfg_set, "info", "[config flags]");
+    Opt none[] = { { 0 } }, fields[NUM_CONFIG_FIELDS + 1];
+    parse_args(argc, argv, none, &c, "info", "[config flags]");
     Dino d;
     dino_build(&d, &c);
-    print_config_flags(&d.cfg);
+    config_opts(fields, &d.cfg);
+    print_opts(fields);
     printf("parameters (student; the teacher, the gradients and both AdamW moments have the same layout):\n");
     for (int i = 0; i < NUM_PARAM_TENSORS; i++)
         printf("  %2d %-10s %10zu  %s%s\n", i, param_info[i].name, d.param_sizes[i], param_info[i].torch_name,
