@@ -129,7 +129,24 @@ static void *calloc_check(size_t n, size_t size, const char *file, int line) {
 }
 #define callocCheck(n, size) calloc_check(n, size, __FILE__, __LINE__)
 
+// Many buffers in one allocation, each given as where its pointer goes and how many floats
+// it holds; each starts on a 64-byte boundary (a cache line), one of 0 floats is NULL. One
+// free() of the returned block releases them all, so a list of buffers is written once.
+typedef struct { float **ptr; size_t n; } Buffer;
+static float *alloc_buffers(const Buffer *list, int count) {
+    size_t total = 0;
+    for (int i = 0; i < count; i++) total += (list[i].n + 15) / 16 * 16;
+    float *block = (float *)mallocCheck(total * sizeof(float)), *next = block;
+    for (int i = 0; i < count; i++) {
+        *list[i].ptr = list[i].n > 0 ? next : NULL;
+        next += (list[i].n + 15) / 16 * 16;
+    }
+    return block;
+}
+
 static int imin(int a, int b) { return a < b ? a : b; }
+
+#define ARRAY_LEN(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 static double now_seconds(void) {
     struct timespec ts;
@@ -810,14 +827,9 @@ float dino_loss_forward(float *ps, float *pt, float *lse, float *teacher_entropy
             }
         }
     double total = 0.0, ent = 0.0;
-    int nterms = 0;
-    for (int iq = 0; iq < 2; iq++) {
-        for (int v = 0; v < ncrops; v++) {
-            if (v == iq) continue;
-            total += term[iq][v] / B;
-            nterms++;
-        }
-    }
+    int nterms = 2 * ncrops - 2; // every (iq, v) but the two of a view with itself, whose term is 0
+    for (int iq = 0; iq < 2; iq++)
+        for (int v = 0; v < ncrops; v++) total += term[iq][v] / B;
     // the teacher's entropy, each row on one thread, the rows added in order
     #pragma omp parallel for ordered schedule(static, 1)
     for (int r = 0; r < RT; r++) {
@@ -874,101 +886,81 @@ void update_center(float *center, const float *t_logits, float momentum, int RT,
 // ----------------------------------------------------------------------------
 // 3. the model
 
-// Every size of the network and every value of the recipe. One table (config_fields below)
-// names them all: the checkpoint header, the command-line flags and `./dino info` use it.
+// Every size of the network and every value of the recipe, each given once in this list:
+// its type, its name (the command-line flag, and the line of `./dino info`), its default
+// and its help. The Config struct, the table config_fields and default_config are all made
+// from it. The checkpoint header stores the fields in the list's order, so a field added
+// later goes at the end (`center`): older checkpoints keep their header layout. PIXEL is an
+// array of 3 floats, one per channel, with the flags NAME_r, NAME_g and NAME_b.
+//
+// The defaults: a small CIFAR-sized model and a recipe for CPU budgets of minutes, not the
+// official 100+ epochs (README, "What 30 CPU minutes learn", has the measurements). Where it departs
+// from main_dino.py: patch 8 (4x4 patches of a 32 px image: about 2.5x more images per
+// second than patch 4), batch 16 (more, smaller steps learn more per image seen), lr 0.008
+// per 256 images (16x), teacher momentum 0.99 (not 0.996), teacher temperature 0.04
+// without warm-up, constant weight decay 0.04, no drop path; and the crops of Gani et al.
+// 2022 for 32 px images: global crops of 70-100% of the area, 8 local crops of 20-50%.
+#define CONFIG_FIELDS(FIELD, PIXEL) \
+    /* the Vision Transformer: P = patch, D = dim, L = depth, NH = heads, H = mlp_ratio * D */ \
+    FIELD(int, img_size, 32, "training resolution = global crop side (pixels)") \
+    FIELD(int, channels, 3, "image channels: 1 or 3") \
+    FIELD(int, patch, 8, "patch side (pixels)") \
+    FIELD(int, dim, 128, "ViT width") \
+    FIELD(int, depth, 4, "ViT blocks") \
+    FIELD(int, heads, 4, "attention heads") \
+    FIELD(int, mlp_ratio, 4, "MLP hidden = mlp_ratio * dim") \
+    /* the DINO head: HH = head_hidden, BN = bottleneck, K = out_dim */ \
+    FIELD(int, head_hidden, 512, "DINO head hidden size") \
+    FIELD(int, bottleneck, 128, "DINO head bottleneck size") \
+    FIELD(int, out_dim, 1024, "K, the number of prototypes") \
+    /* multi-crop and batch (2 global crops always; B = batch) */ \
+    FIELD(int, n_local, 8, "local crops per image") \
+    FIELD(int, local_size, 16, "local crop side (pixels)") \
+    FIELD(int, batch, 16, "images per step") \
+    /* the recipe: main_dino.py's arguments of the same names */ \
+    FIELD(float, drop_path, 0.0f, "stochastic depth rate (student only)") /* of the last block: drop_path_rate */ \
+    FIELD(float, student_temp, 0.1f, "student temperature") \
+    FIELD(float, center_momentum, 0.9f, "center EMA momentum") \
+    FIELD(float, warmup_teacher_temp, 0.04f, "teacher temperature at the start") \
+    FIELD(float, teacher_temp, 0.04f, "teacher temperature after warm-up") \
+    FIELD(int, warmup_teacher_temp_epochs, 30, "teacher temperature warm-up epochs") \
+    FIELD(int, epochs, 100, "epochs the schedules span") \
+    FIELD(int, steps_per_epoch, 3125, "iterations per epoch") \
+    FIELD(float, lr, 0.008f, "base learning rate for batch 256 (scaled by batch/256)") \
+    FIELD(float, min_lr, 1e-6f, "final learning rate of the cosine") \
+    FIELD(int, warmup_epochs, 10, "linear learning-rate warm-up epochs") \
+    FIELD(float, weight_decay, 0.04f, "weight decay at the start") \
+    FIELD(float, weight_decay_end, 0.04f, "weight decay at the end") \
+    FIELD(float, momentum_teacher, 0.99f, "teacher EMA momentum at the start (cosine to 1)") \
+    FIELD(float, clip_grad, 3.0f, "per-tensor gradient norm clip (0 = off)") \
+    FIELD(int, freeze_last_layer, 1, "epochs with the head's last layer frozen") \
+    FIELD(int, total_steps, 0, "length of the schedules in steps (0 = epochs * steps_per_epoch)") \
+    /* multi-crop augmentation (DataAugmentationDINO) */ \
+    FIELD(float, global_scale_min, 0.7f, "global crops cover [this, 1] of the image area") \
+    FIELD(float, local_scale_min, 0.2f, "local crops cover [this, local_scale_max] of the area") \
+    FIELD(float, local_scale_max, 0.5f, "upper end of the local crop area") \
+    /* the pixels' normalisation (in [0, 1] units): CIFAR-10's until the data's are measured */ \
+    PIXEL(mean, 0.4914f, 0.4822f, 0.4465f, "pixel mean") \
+    PIXEL(std, 0.2470f, 0.2435f, 0.2616f, "pixel std") \
+    FIELD(int, seed, 0, "random seed") \
+    FIELD(int, center, 1, "centering of the teacher output: 1 = on, 0 = off (collapses)") /* eq. 4 */
+
+#define CONFIG_DECLARE(type, name, def, help) type name;
+#define CONFIG_DECLARE_PIXEL(name, d0, d1, d2, help) float name[3];
 typedef struct {
-    // the Vision Transformer
-    int img_size;    // training resolution = global crop side, pixels
-    int channels;    // 1 (grey) or 3 (RGB)
-    int patch;       // patch side P
-    int dim;         // width D
-    int depth;       // number of blocks L
-    int heads;       // attention heads NH
-    int mlp_ratio;   // MLP hidden H = mlp_ratio * D
-    // the DINO head
-    int head_hidden; // HH
-    int bottleneck;  // BN
-    int out_dim;     // K, number of prototypes
-    // multi-crop and batch
-    int n_local;     // local crops per image (2 global crops always)
-    int local_size;  // local crop side, pixels
-    int batch;       // images per step, B
-    // the recipe (main_dino.py arguments of the same names)
-    float drop_path;             // stochastic depth rate of the last student block
-    float student_temp;
-    float center_momentum;
-    int center;                  // 1 = centering on (eq. 4); 0 = off, for the collapse study
-    float warmup_teacher_temp;
-    float teacher_temp;
-    int warmup_teacher_temp_epochs;
-    int epochs;                  // the schedules span epochs * steps_per_epoch iterations
-    int steps_per_epoch;
-    float lr;                    // base lr, for a batch of 256 (scaled by batch / 256)
-    float min_lr;
-    int warmup_epochs;
-    float weight_decay;
-    float weight_decay_end;
-    float momentum_teacher;
-    float clip_grad;             // per-tensor gradient norm clip; 0 = off
-    int freeze_last_layer;       // epochs during which the head's last layer is frozen
-    int total_steps;             // length of the schedules; 0 = epochs * steps_per_epoch
-    // multi-crop augmentation (DataAugmentationDINO)
-    float global_scale_min;      // global crops cover [global_scale_min, 1] of the image
-    float local_scale_min;       // local crops cover [local_scale_min, local_scale_max]
-    float local_scale_max;
-    float mean[3], std[3];       // per-channel normalisation of the pixels (in [0, 1] units)
-    int seed;
+    CONFIG_FIELDS(CONFIG_DECLARE, CONFIG_DECLARE_PIXEL)
 } Config;
 
+// The table: a row per field, a PIXEL field giving three; (type)0.5 != 0 is 1 for float.
 typedef struct { const char *name; int is_float; size_t offset; const char *help; } ConfigField;
-#define INT_FIELD(f, h) { #f, 0, offsetof(Config, f), h }
-#define FLOAT_FIELD(f, h) { #f, 1, offsetof(Config, f), h }
-static const ConfigField config_fields[] = {
-    INT_FIELD(img_size, "training resolution = global crop side (pixels)"),
-    INT_FIELD(channels, "image channels: 1 or 3"),
-    INT_FIELD(patch, "patch side (pixels)"),
-    INT_FIELD(dim, "ViT width"),
-    INT_FIELD(depth, "ViT blocks"),
-    INT_FIELD(heads, "attention heads"),
-    INT_FIELD(mlp_ratio, "MLP hidden = mlp_ratio * dim"),
-    INT_FIELD(head_hidden, "DINO head hidden size"),
-    INT_FIELD(bottleneck, "DINO head bottleneck size"),
-    INT_FIELD(out_dim, "K, the number of prototypes"),
-    INT_FIELD(n_local, "local crops per image"),
-    INT_FIELD(local_size, "local crop side (pixels)"),
-    INT_FIELD(batch, "images per step"),
-    FLOAT_FIELD(drop_path, "stochastic depth rate (student only)"),
-    FLOAT_FIELD(student_temp, "student temperature"),
-    FLOAT_FIELD(center_momentum, "center EMA momentum"),
-    FLOAT_FIELD(warmup_teacher_temp, "teacher temperature at the start"),
-    FLOAT_FIELD(teacher_temp, "teacher temperature after warm-up"),
-    INT_FIELD(warmup_teacher_temp_epochs, "teacher temperature warm-up epochs"),
-    INT_FIELD(epochs, "epochs the schedules span"),
-    INT_FIELD(steps_per_epoch, "iterations per epoch"),
-    FLOAT_FIELD(lr, "base learning rate for batch 256 (scaled by batch/256)"),
-    FLOAT_FIELD(min_lr, "final learning rate of the cosine"),
-    INT_FIELD(warmup_epochs, "linear learning-rate warm-up epochs"),
-    FLOAT_FIELD(weight_decay, "weight decay at the start"),
-    FLOAT_FIELD(weight_decay_end, "weight decay at the end"),
-    FLOAT_FIELD(momentum_teacher, "teacher EMA momentum at the start (cosine to 1)"),
-    FLOAT_FIELD(clip_grad, "per-tensor gradient norm clip (0 = off)"),
-    INT_FIELD(freeze_last_layer, "epochs with the head's last layer frozen"),
-    INT_FIELD(total_steps, "length of the schedules in steps (0 = epochs * steps_per_epoch)"),
-    FLOAT_FIELD(global_scale_min, "global crops cover [this, 1] of the image area"),
-    FLOAT_FIELD(local_scale_min, "local crops cover [this, local_scale_max] of the area"),
-    FLOAT_FIELD(local_scale_max, "upper end of the local crop area"),
-    { "mean_r", 1, offsetof(Config, mean[0]), "pixel mean, channel 0 (set from the data)" },
-    { "mean_g", 1, offsetof(Config, mean[1]), "pixel mean, channel 1" },
-    { "mean_b", 1, offsetof(Config, mean[2]), "pixel mean, channel 2" },
-    { "std_r", 1, offsetof(Config, std[0]), "pixel std, channel 0 (set from the data)" },
-    { "std_g", 1, offsetof(Config, std[1]), "pixel std, channel 1" },
-    { "std_b", 1, offsetof(Config, std[2]), "pixel std, channel 2" },
-    INT_FIELD(seed, "random seed"),
-    // fields added later go at the end, so older checkpoints keep their header layout
-    INT_FIELD(center, "centering of the teacher output: 1 = on, 0 = off (collapses)"),
-};
-#define NUM_CONFIG_FIELDS ((int)(sizeof(config_fields) / sizeof(config_fields[0])))
-_Static_assert(sizeof(config_fields) / sizeof(config_fields[0]) <= 61, "the checkpoint header holds at most 61 config fields");
+#define CONFIG_ROW(type, name, def, help) { #name, (type)0.5 != 0, offsetof(Config, name), help },
+#define CONFIG_ROWS_PIXEL(name, d0, d1, d2, help) \
+    { #name "_r", 1, offsetof(Config, name[0]), help ", channel 0 (set from the data)" }, \
+    { #name "_g", 1, offsetof(Config, name[1]), help ", channel 1" }, \
+    { #name "_b", 1, offsetof(Config, name[2]), help ", channel 2" },
+static const ConfigField config_fields[] = { CONFIG_FIELDS(CONFIG_ROW, CONFIG_ROWS_PIXEL) };
+#define NUM_CONFIG_FIELDS ARRAY_LEN(config_fields)
+_Static_assert(NUM_CONFIG_FIELDS <= 61, "the checkpoint header holds at most 61 config fields");
 
 static int config_index(const char *name) {
     for (int i = 0; i < NUM_CONFIG_FIELDS; i++) if (strcmp(config_fields[i].name, name) == 0) return i;
@@ -978,29 +970,10 @@ static int config_index(const char *name) {
 static int *config_int(Config *c, int i) { return (int *)((char *)c + config_fields[i].offset); }
 static float *config_float(Config *c, int i) { return (float *)((char *)c + config_fields[i].offset); }
 
-// The defaults: a small CIFAR-sized model and a recipe for CPU budgets of minutes, not the
-// official 100+ epochs (README, "What 30 CPU minutes learn", has the measurements). Where it departs
-// from main_dino.py: patch 8 (4x4 patches of a 32 px image: about 2.5x more images per
-// second than patch 4), batch 16 (more, smaller steps learn more per image seen), lr 0.008
-// per 256 images (16x), teacher momentum 0.99 (not 0.996), teacher temperature 0.04
-// without warm-up, constant weight decay 0.04, no drop path; and the crops of Gani et al.
-// 2022 for 32 px images: global crops of 70-100% of the area, 8 local crops of 20-50%.
+#define CONFIG_DEFAULT(type, name, def, help) .name = def,
+#define CONFIG_DEFAULT_PIXEL(name, d0, d1, d2, help) .name = { d0, d1, d2 },
 Config default_config(void) {
-    Config c = {
-        .img_size = 32, .channels = 3, .patch = 8, .dim = 128, .depth = 4, .heads = 4, .mlp_ratio = 4,
-        .head_hidden = 512, .bottleneck = 128, .out_dim = 1024,
-        .n_local = 8, .local_size = 16, .batch = 16,
-        .drop_path = 0.0f, .student_temp = 0.1f, .center_momentum = 0.9f, .center = 1,
-        .warmup_teacher_temp = 0.04f, .teacher_temp = 0.04f, .warmup_teacher_temp_epochs = 30,
-        .epochs = 100, .steps_per_epoch = 3125,
-        .lr = 0.008f, .min_lr = 1e-6f, .warmup_epochs = 10,
-        .weight_decay = 0.04f, .weight_decay_end = 0.04f,
-        .momentum_teacher = 0.99f, .clip_grad = 3.0f, .freeze_last_layer = 1, .total_steps = 0,
-        .global_scale_min = 0.7f, .local_scale_min = 0.2f, .local_scale_max = 0.5f,
-        .mean = { 0.4914f, 0.4822f, 0.4465f }, .std = { 0.2470f, 0.2435f, 0.2616f }, // CIFAR-10's
-        .seed = 0,
-    };
-    return c;
+    return (Config){ CONFIG_FIELDS(CONFIG_DEFAULT, CONFIG_DEFAULT_PIXEL) };
 }
 
 // Returns NULL when the config can work, else a message saying what is wrong, in terms of
@@ -1060,88 +1033,66 @@ const char *config_error(const Config *c) {
     return NULL;
 }
 
-// The parameters of the student (and, in the same layout, of the teacher, the gradients
-// and both AdamW moments) live in ONE contiguous block. Per-block tensors are stacked over
-// the L blocks. The order below is the order in memory and in checkpoints.
-enum {
-    P_CLS, P_POS, P_PATCHW, P_PATCHB,
-    P_LN1W, P_LN1B, P_QKVW, P_QKVB, P_PROJW, P_PROJB, P_LN2W, P_LN2B, P_FC1W, P_FC1B, P_FC2W, P_FC2B,
-    P_LNFW, P_LNFB,
-    P_HEAD1W, P_HEAD1B, P_HEAD2W, P_HEAD2B, P_HEAD3W, P_HEAD3B, P_LASTV,
-    NUM_PARAM_TENSORS
-};
+// The parameters of the student (and, in the same layout, of the teacher, the gradients and
+// both AdamW moments) live in ONE contiguous block, the tensors in the order of this list,
+// which is also their order in checkpoints. A row per tensor: its member of ParameterTensors,
+// our name, the official PyTorch name (MultiCropWrapper(VisionTransformer, DINOHead), %d = the
+// block), whether it is stacked over the L blocks, whether weight decay applies, and its size
+// as the product of its shape. The official get_params_groups exempts biases and 1-D tensors
+// (LayerNorm) from weight decay; cls_token (1,1,D) and pos_embed (1,T,D) are 3-D there and so
+// ARE decayed. NP = G x G patches of CPP = C*P*P numbers.
+#define PARAMETER_TENSORS(X) \
+    X(cls, "cls_token", "backbone.cls_token", 0, 1, D) \
+    X(pos, "pos_embed", "backbone.pos_embed", 0, 1, (1 + NP) * D) /* for the training resolution */ \
+    X(patchw, "patch_w", "backbone.patch_embed.proj.weight", 0, 1, D * CPP) /* Conv2d(C, D, P, stride P) */ \
+    X(patchb, "patch_b", "backbone.patch_embed.proj.bias", 0, 0, D) \
+    X(ln1w, "ln1_w", "backbone.blocks.%d.norm1.weight", 1, 0, L * D) \
+    X(ln1b, "ln1_b", "backbone.blocks.%d.norm1.bias", 1, 0, L * D) \
+    X(qkvw, "qkv_w", "backbone.blocks.%d.attn.qkv.weight", 1, 1, L * 3 * D * D) \
+    X(qkvb, "qkv_b", "backbone.blocks.%d.attn.qkv.bias", 1, 0, L * 3 * D) \
+    X(projw, "proj_w", "backbone.blocks.%d.attn.proj.weight", 1, 1, L * D * D) \
+    X(projb, "proj_b", "backbone.blocks.%d.attn.proj.bias", 1, 0, L * D) \
+    X(ln2w, "ln2_w", "backbone.blocks.%d.norm2.weight", 1, 0, L * D) \
+    X(ln2b, "ln2_b", "backbone.blocks.%d.norm2.bias", 1, 0, L * D) \
+    X(fc1w, "fc1_w", "backbone.blocks.%d.mlp.fc1.weight", 1, 1, L * H * D) \
+    X(fc1b, "fc1_b", "backbone.blocks.%d.mlp.fc1.bias", 1, 0, L * H) \
+    X(fc2w, "fc2_w", "backbone.blocks.%d.mlp.fc2.weight", 1, 1, L * D * H) \
+    X(fc2b, "fc2_b", "backbone.blocks.%d.mlp.fc2.bias", 1, 0, L * D) \
+    X(lnfw, "norm_w", "backbone.norm.weight", 0, 0, D) /* the final norm */ \
+    X(lnfb, "norm_b", "backbone.norm.bias", 0, 0, D) \
+    X(head1w, "head1_w", "head.mlp.0.weight", 0, 1, HH * D) /* DINO head: Linear -> GELU */ \
+    X(head1b, "head1_b", "head.mlp.0.bias", 0, 0, HH) \
+    X(head2w, "head2_w", "head.mlp.2.weight", 0, 1, HH * HH) /* -> Linear -> GELU */ \
+    X(head2b, "head2_b", "head.mlp.2.bias", 0, 0, HH) \
+    X(head3w, "head3_w", "head.mlp.4.weight", 0, 1, BN * HH) /* -> Linear (bottleneck) */ \
+    X(head3b, "head3_b", "head.mlp.4.bias", 0, 0, BN) \
+    X(lastv, "last_v", "head.last_layer.weight_v", 0, 1, K * BN) /* weight-normalised; g is fixed at 1, not stored */
 
-typedef struct {
-    float *cls;     // (D)            the CLS token
-    float *pos;     // (1 + NP, D)    position table for the training resolution
-    float *patchw;  // (D, C*P*P)     patch embedding = Conv2d(C, D, P, stride P)
-    float *patchb;  // (D)
-    float *ln1w, *ln1b;   // (L, D)
-    float *qkvw, *qkvb;   // (L, 3D, D), (L, 3D)
-    float *projw, *projb; // (L, D, D), (L, D)
-    float *ln2w, *ln2b;   // (L, D)
-    float *fc1w, *fc1b;   // (L, H, D), (L, H)
-    float *fc2w, *fc2b;   // (L, D, H), (L, D)
-    float *lnfw, *lnfb;   // (D)  the final norm
-    float *head1w, *head1b; // (HH, D), (HH)    DINO head: Linear -> GELU
-    float *head2w, *head2b; // (HH, HH), (HH)   -> Linear -> GELU
-    float *head3w, *head3b; // (BN, HH), (BN)   -> Linear (bottleneck)
-    float *lastv;           // (K, BN)  last layer, weight-normalised; its g is fixed at 1 and not stored
+#define PARAM_ID(member, ...) P_##member,
+enum { PARAMETER_TENSORS(PARAM_ID) NUM_PARAM_TENSORS };
+
+// The tensors by name (p->qkvw) or by number (p->tensor[P_qkvw]): the same pointers.
+#define PARAM_MEMBER(member, ...) float *member;
+typedef union {
+    struct { PARAMETER_TENSORS(PARAM_MEMBER) };
+    float *tensor[NUM_PARAM_TENSORS];
 } ParameterTensors;
 
-// For each tensor: our name, the official PyTorch name (MultiCropWrapper(VisionTransformer,
-// DINOHead), %d = block), whether it is stacked over blocks, and whether weight decay
-// applies. The official get_params_groups exempts biases and 1-D tensors (LayerNorm);
-// cls_token (1,1,D) and pos_embed (1,T,D) are 3-D there and so ARE decayed.
-static const struct { const char *name, *torch_name; int per_block, decay; } param_info[NUM_PARAM_TENSORS] = {
-    {"cls_token", "backbone.cls_token", 0, 1},
-    {"pos_embed", "backbone.pos_embed", 0, 1},
-    {"patch_w", "backbone.patch_embed.proj.weight", 0, 1},
-    {"patch_b", "backbone.patch_embed.proj.bias", 0, 0},
-    {"ln1_w", "backbone.blocks.%d.norm1.weight", 1, 0},
-    {"ln1_b", "backbone.blocks.%d.norm1.bias", 1, 0},
-    {"qkv_w", "backbone.blocks.%d.attn.qkv.weight", 1, 1},
-    {"qkv_b", "backbone.blocks.%d.attn.qkv.bias", 1, 0},
-    {"proj_w", "backbone.blocks.%d.attn.proj.weight", 1, 1},
-    {"proj_b", "backbone.blocks.%d.attn.proj.bias", 1, 0},
-    {"ln2_w", "backbone.blocks.%d.norm2.weight", 1, 0},
-    {"ln2_b", "backbone.blocks.%d.norm2.bias", 1, 0},
-    {"fc1_w", "backbone.blocks.%d.mlp.fc1.weight", 1, 1},
-    {"fc1_b", "backbone.blocks.%d.mlp.fc1.bias", 1, 0},
-    {"fc2_w", "backbone.blocks.%d.mlp.fc2.weight", 1, 1},
-    {"fc2_b", "backbone.blocks.%d.mlp.fc2.bias", 1, 0},
-    {"norm_w", "backbone.norm.weight", 0, 0},
-    {"norm_b", "backbone.norm.bias", 0, 0},
-    {"head1_w", "head.mlp.0.weight", 0, 1},
-    {"head1_b", "head.mlp.0.bias", 0, 0},
-    {"head2_w", "head.mlp.2.weight", 0, 1},
-    {"head2_b", "head.mlp.2.bias", 0, 0},
-    {"head3_w", "head.mlp.4.weight", 0, 1},
-    {"head3_b", "head.mlp.4.bias", 0, 0},
-    {"last_v", "head.last_layer.weight_v", 0, 1},
+#define PARAM_INFO(member, name, torch_name, per_block, decay, size) { name, torch_name, per_block, decay },
+static const struct { const char *name, *torch_name; int per_block, decay; } param_info[] = {
+    PARAMETER_TENSORS(PARAM_INFO)
 };
 
 void fill_param_sizes(size_t *sizes, const Config *c) {
-    size_t D = c->dim, L = c->depth, H = (size_t)c->mlp_ratio * c->dim, G = c->img_size / c->patch;
+    size_t D = c->dim, L = c->depth, H = (size_t)c->mlp_ratio * c->dim, G = c->img_size / c->patch, NP = G * G;
     size_t CPP = (size_t)c->channels * c->patch * c->patch, HH = c->head_hidden, BN = c->bottleneck, K = c->out_dim;
-    size_t s[NUM_PARAM_TENSORS] = {
-        D, (1 + G * G) * D, D * CPP, D,
-        L * D, L * D, L * 3 * D * D, L * 3 * D, L * D * D, L * D, L * D, L * D, L * H * D, L * H, L * D * H, L * D,
-        D, D,
-        HH * D, HH, HH * HH, HH, BN * HH, BN, K * BN,
-    };
-    memcpy(sizes, s, sizeof(s));
+#define PARAM_SIZE(member, name, torch_name, per_block, decay, size) sizes[P_##member] = size;
+    PARAMETER_TENSORS(PARAM_SIZE)
 }
 
-// Point the named tensors into one block of memory laid out as above.
+// Point the tensors into one block of memory, one after the other.
 void point_parameters(ParameterTensors *p, float *block, const size_t *sizes) {
-    float **ptrs[NUM_PARAM_TENSORS] = {
-        &p->cls, &p->pos, &p->patchw, &p->patchb,
-        &p->ln1w, &p->ln1b, &p->qkvw, &p->qkvb, &p->projw, &p->projb, &p->ln2w, &p->ln2b,
-        &p->fc1w, &p->fc1b, &p->fc2w, &p->fc2b, &p->lnfw, &p->lnfb,
-        &p->head1w, &p->head1b, &p->head2w, &p->head2b, &p->head3w, &p->head3b, &p->lastv,
-    };
-    for (int i = 0; i < NUM_PARAM_TENSORS; i++) { *ptrs[i] = block; block += sizes[i]; }
+    for (int i = 0; i < NUM_PARAM_TENSORS; i++) { p->tensor[i] = block; block += sizes[i]; }
 }
 
 // The activations of one backbone pass over R crops of one resolution. The student has
@@ -1171,33 +1122,30 @@ typedef struct {
     float *fch;       // (R, T, H)      scratch: h (the backward needs gelu'(h) only)
     float *x_cls;     // (R, D)         the CLS tokens entering the last block
     float *lnf_mean, *lnf_rstd; // (R), (R): the final norm's statistics
+    float *memory;    // all of the above, one allocation (alloc_buffers)
 } BackboneActs;
 
 void backbone_acts_alloc(BackboneActs *a, const Config *c, int R, int S, int keep_all) {
     memset(a, 0, sizeof(*a));
-    size_t D = c->dim, H = (size_t)c->mlp_ratio * c->dim, NH = c->heads, CPP = (size_t)c->channels * c->patch * c->patch;
     a->R = R; a->S = S; a->G = S / c->patch; a->NP = a->G * a->G; a->T = 1 + a->NP; a->keep_all = keep_all;
-    size_t Ls = keep_all ? c->depth : 1, RT = (size_t)R * a->T;
+    size_t D = c->dim, H = (size_t)c->mlp_ratio * c->dim, NH = c->heads, CPP = (size_t)c->channels * c->patch * c->patch;
+    size_t Ls = keep_all ? c->depth : 1, T = a->T, NP = a->NP, RT = R * T;
     int Gt = c->img_size / c->patch;
-    if (a->G != Gt) {
-        a->resize = (float *)mallocCheck((size_t)a->NP * Gt * Gt * sizeof(float));
-        pos_resize_matrix(a->resize, Gt, a->G);
-    }
-    float **bufs[] = { &a->patches, &a->pe, &a->pos, &a->x0, &a->ln1, &a->ln1_mean, &a->ln1_rstd, &a->qkv, &a->att, &a->atty,
-                       &a->res2, &a->ln2, &a->ln2_mean, &a->ln2_rstd, &a->fch_gelu, &a->fch_grad, &a->res3, &a->branch,
-                       &a->fch, &a->x_cls, &a->lnf_mean, &a->lnf_rstd };
-    size_t n[] = { R * a->NP * CPP, R * a->NP * D, a->T * D, RT * D, Ls * RT * D, Ls * RT, Ls * RT, Ls * RT * 3 * D,
-                   Ls * R * NH * a->T * a->T, Ls * RT * D, Ls * RT * D, Ls * RT * D, Ls * RT, Ls * RT, Ls * RT * H,
-                   keep_all ? Ls * RT * H : 0, Ls * RT * D, RT * D, RT * H, R * D, R, R };
-    _Static_assert(sizeof(n) / sizeof(n[0]) == sizeof(bufs) / sizeof(bufs[0]), "a size for every buffer");
-    for (size_t i = 0; i < sizeof(n) / sizeof(n[0]); i++) *bufs[i] = n[i] > 0 ? (float *)mallocCheck(n[i] * sizeof(float)) : NULL;
+    Buffer list[] = {
+        { &a->patches, R * NP * CPP }, { &a->pe, R * NP * D }, { &a->resize, a->G != Gt ? NP * Gt * Gt : 0 },
+        { &a->pos, T * D }, { &a->x0, RT * D },
+        { &a->ln1, Ls * RT * D }, { &a->ln1_mean, Ls * RT }, { &a->ln1_rstd, Ls * RT }, { &a->qkv, Ls * RT * 3 * D },
+        { &a->att, Ls * R * NH * T * T }, { &a->atty, Ls * RT * D }, { &a->res2, Ls * RT * D },
+        { &a->ln2, Ls * RT * D }, { &a->ln2_mean, Ls * RT }, { &a->ln2_rstd, Ls * RT }, { &a->fch_gelu, Ls * RT * H },
+        { &a->fch_grad, keep_all ? Ls * RT * H : 0 }, { &a->res3, Ls * RT * D },
+        { &a->branch, RT * D }, { &a->fch, RT * H }, { &a->x_cls, R * D }, { &a->lnf_mean, R }, { &a->lnf_rstd, R },
+    };
+    a->memory = alloc_buffers(list, ARRAY_LEN(list));
+    if (a->resize != NULL) pos_resize_matrix(a->resize, Gt, a->G);
 }
 
 void backbone_acts_free(BackboneActs *a) {
-    float *bufs[] = { a->patches, a->pe, a->resize, a->pos, a->x0, a->ln1, a->ln1_mean, a->ln1_rstd, a->qkv, a->att, a->atty,
-                      a->res2, a->ln2, a->ln2_mean, a->ln2_rstd, a->fch_gelu, a->fch_grad, a->res3, a->branch, a->fch, a->x_cls,
-                      a->lnf_mean, a->lnf_rstd };
-    for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) free(bufs[i]);
+    free(a->memory);
     memset(a, 0, sizeof(*a));
 }
 
@@ -1225,8 +1173,7 @@ static void block_forward(BackboneActs *a, const ParameterTensors *p, const Conf
     // the only query (Tq = 1), and the projection, norm2 and the MLP run on its R rows
     // instead of R T. Keys and values still come from every token (qkv is one product for
     // all of them: the CLS token's q on its own measured within noise). The official code
-    // computes every row; its CLS rows are these numbers. (Benchmark step 1520 -> 1354 ms,
-    // measured together with fusions since removed, which alone measured within noise.)
+    // computes every row; its CLS rows are these numbers. (Benchmark step 1520 -> 1354 ms.)
     int Tq = l == c->depth - 1 ? 1 : T;
     size_t RQ = (size_t)R * Tq;
     // x = x + drop_path(attn(norm1(x)))
@@ -1335,26 +1282,29 @@ void backbone_backward(ParameterTensors *g, BackwardScratch *w, const BackboneAc
 // The DINO head (DINOHead): a 3-layer MLP to the bottleneck, L2-normalise, then the
 // weight-normalised last layer without bias: logits[k] = <z/|z|, v_k/|v_k|>.
 typedef struct {
-    int R, backward;            // backward: the student's head, which keeps gelu' for its backward pass
+    int R;
     float *h1, *h1g, *h1d;      // (R, HH) before GELU, after, and gelu' of it (backward only)
     float *h2, *h2g, *h2d;      // the same for the second layer
     float *z, *zn, *znorm;      // (R, BN), (R, BN), (R): bottleneck, normalised, its norm
     float *wn, *vnorm;          // (K, BN), (K): the normalised last-layer weight
     float *logits;              // (R, K)
+    float *dzn, *dz, *dh1, *dh2, *dwn; // the backward's scratch (backward only): gradients of zn, z, h1, h2, wn
+    float *memory;              // all of the above, one allocation (alloc_buffers)
 } HeadActs;
 
+// backward: the student's head, which keeps gelu' and scratch for its backward pass.
 void head_acts_alloc(HeadActs *a, const Config *c, int R, int backward) {
     size_t HH = c->head_hidden, BN = c->bottleneck, K = c->out_dim;
-    a->R = R; a->backward = backward;
-    float **bufs[] = { &a->h1, &a->h1g, &a->h1d, &a->h2, &a->h2g, &a->h2d, &a->z, &a->zn, &a->znorm, &a->wn, &a->vnorm, &a->logits };
-    size_t n[] = { R * HH, R * HH, backward ? R * HH : 0, R * HH, R * HH, backward ? R * HH : 0, R * BN, R * BN, R, K * BN, K, R * K };
-    _Static_assert(sizeof(n) / sizeof(n[0]) == sizeof(bufs) / sizeof(bufs[0]), "a size for every buffer");
-    for (size_t i = 0; i < sizeof(n) / sizeof(n[0]); i++) *bufs[i] = n[i] > 0 ? (float *)mallocCheck(n[i] * sizeof(float)) : NULL;
-}
-
-void head_acts_free(HeadActs *a) {
-    float *bufs[] = { a->h1, a->h1g, a->h1d, a->h2, a->h2g, a->h2d, a->z, a->zn, a->znorm, a->wn, a->vnorm, a->logits };
-    for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) free(bufs[i]);
+    a->R = R;
+    Buffer list[] = {
+        { &a->h1, R * HH }, { &a->h1g, R * HH }, { &a->h1d, backward ? R * HH : 0 },
+        { &a->h2, R * HH }, { &a->h2g, R * HH }, { &a->h2d, backward ? R * HH : 0 },
+        { &a->z, R * BN }, { &a->zn, R * BN }, { &a->znorm, R },
+        { &a->wn, K * BN }, { &a->vnorm, K }, { &a->logits, R * K },
+        { &a->dzn, backward ? R * BN : 0 }, { &a->dz, backward ? R * BN : 0 }, { &a->dh1, backward ? R * HH : 0 },
+        { &a->dh2, backward ? R * HH : 0 }, { &a->dwn, backward ? K * BN : 0 },
+    };
+    a->memory = alloc_buffers(list, ARRAY_LEN(list));
 }
 
 void head_forward(HeadActs *a, const ParameterTensors *p, const Config *c, const float *feat) {
@@ -1369,31 +1319,28 @@ void head_forward(HeadActs *a, const ParameterTensors *p, const Config *c, const
     matmul_forward(a->logits, a->zn, a->wn, NULL, R, BN, K);
 }
 
-// Scratch for the head's backward pass.
-typedef struct { float *dzn, *dz, *dh1, *dh2, *dwn; } HeadScratch;
-
 // last_frozen: the last layer is frozen this step, its gradient would be dropped unused
 // (official: computed, then cancel_gradients_last_layer sets it to None), so it is not
 // computed and g->lastv stays 0.
-void head_backward(ParameterTensors *g, float *dfeat, HeadScratch *w, const HeadActs *a, const ParameterTensors *p,
+void head_backward(ParameterTensors *g, float *dfeat, const HeadActs *a, const ParameterTensors *p,
                    const Config *c, const float *feat, const float *dlogits, int last_frozen) {
     // forward: h1g = gelu(head1(feat));  h2g = gelu(head2(h1g));  z = head3(h2g);
     //          logits = (z / |z|) (v / |v|)^T.  dfeat is written.
     int R = a->R, D = c->dim, HH = c->head_hidden, BN = c->bottleneck, K = c->out_dim;
     if (last_frozen)
-        matmul_backward(w->dzn, NULL, NULL, dlogits, a->zn, a->wn, R, BN, K);
+        matmul_backward(a->dzn, NULL, NULL, dlogits, a->zn, a->wn, R, BN, K);
     else {
-        memset(w->dwn, 0, (size_t)K * BN * sizeof(float));
-        matmul_backward(w->dzn, w->dwn, NULL, dlogits, a->zn, a->wn, R, BN, K);
-        l2norm_backward(g->lastv, w->dwn, a->wn, a->vnorm, K, BN);
+        memset(a->dwn, 0, (size_t)K * BN * sizeof(float));
+        matmul_backward(a->dzn, a->dwn, NULL, dlogits, a->zn, a->wn, R, BN, K);
+        l2norm_backward(g->lastv, a->dwn, a->wn, a->vnorm, K, BN);
     }
-    memset(w->dz, 0, (size_t)R * BN * sizeof(float));
-    l2norm_backward(w->dz, w->dzn, a->zn, a->znorm, R, BN);
-    matmul_backward(w->dh2, g->head3w, g->head3b, w->dz, a->h2g, p->head3w, R, HH, BN);
-    gelu_backward(w->dh2, a->h2d, w->dh2, (size_t)R * HH);
-    matmul_backward(w->dh1, g->head2w, g->head2b, w->dh2, a->h1g, p->head2w, R, HH, HH);
-    gelu_backward(w->dh1, a->h1d, w->dh1, (size_t)R * HH);
-    matmul_backward(dfeat, g->head1w, g->head1b, w->dh1, feat, p->head1w, R, D, HH);
+    memset(a->dz, 0, (size_t)R * BN * sizeof(float));
+    l2norm_backward(a->dz, a->dzn, a->zn, a->znorm, R, BN);
+    matmul_backward(a->dh2, g->head3w, g->head3b, a->dz, a->h2g, p->head3w, R, HH, BN);
+    gelu_backward(a->dh2, a->h2d, a->dh2, (size_t)R * HH);
+    matmul_backward(a->dh1, g->head2w, g->head2b, a->dh2, a->h1g, p->head2w, R, HH, HH);
+    gelu_backward(a->dh1, a->h1d, a->dh1, (size_t)R * HH);
+    matmul_backward(dfeat, g->head1w, g->head1b, a->dh1, feat, p->head1w, R, D, HH);
 }
 
 // The student and the teacher (paper figure 2). Both are the same network; the teacher's
@@ -1421,7 +1368,7 @@ typedef struct {
     float *dlogits, *dfeat;             // (RS, K), (RS, D)
     float *dp_scale;                    // (L, 2, RS) this step's drop path scales of the student
     BackwardScratch bw;
-    HeadScratch hw;
+    float *memory;                      // the parameters, their copies and the buffers above (dino_build)
     // what the last step saw, for the log
     float loss, teacher_entropy, kl, lr, wd, momentum, teacher_temp;
 } Dino;
@@ -1436,20 +1383,18 @@ static void init_uniform(float *w, size_t n, int fan_in, Rng *rng) {
 }
 
 void init_parameters(ParameterTensors *p, const size_t *sizes, const Config *c, Rng *rng) {
-    size_t L = c->depth, D = c->dim;
+    int trunc[] = { P_cls, P_pos, P_qkvw, P_projw, P_fc1w, P_fc2w, P_head1w, P_head2w, P_head3w };
+    for (int i = 0; i < ARRAY_LEN(trunc); i++)
+        for (size_t j = 0; j < sizes[trunc[i]]; j++) p->tensor[trunc[i]][j] = rng_trunc_normal(rng, 0.02f);
+    int zeros[] = { P_qkvb, P_projb, P_fc1b, P_fc2b, P_ln1b, P_ln2b, P_lnfb, P_head1b, P_head2b, P_head3b };
+    for (int i = 0; i < ARRAY_LEN(zeros); i++) memset(p->tensor[zeros[i]], 0, sizes[zeros[i]] * sizeof(float));
+    int ones[] = { P_ln1w, P_ln2w, P_lnfw };
+    for (int i = 0; i < ARRAY_LEN(ones); i++)
+        for (size_t j = 0; j < sizes[ones[i]]; j++) p->tensor[ones[i]][j] = 1.0f;
     int CPP = c->channels * c->patch * c->patch;
-    float *trunc[] = { p->cls, p->pos, p->qkvw, p->projw, p->fc1w, p->fc2w, p->head1w, p->head2w, p->head3w };
-    int trunc_id[] = { P_CLS, P_POS, P_QKVW, P_PROJW, P_FC1W, P_FC2W, P_HEAD1W, P_HEAD2W, P_HEAD3W };
-    for (int i = 0; i < 9; i++)
-        for (size_t j = 0; j < sizes[trunc_id[i]]; j++) trunc[i][j] = rng_trunc_normal(rng, 0.02f);
-    float *zeros[] = { p->qkvb, p->projb, p->fc1b, p->fc2b, p->ln1b, p->ln2b, p->lnfb, p->head1b, p->head2b, p->head3b };
-    int zero_id[] = { P_QKVB, P_PROJB, P_FC1B, P_FC2B, P_LN1B, P_LN2B, P_LNFB, P_HEAD1B, P_HEAD2B, P_HEAD3B };
-    for (int i = 0; i < 10; i++) memset(zeros[i], 0, sizes[zero_id[i]] * sizeof(float));
-    for (size_t j = 0; j < L * D; j++) { p->ln1w[j] = 1.0f; p->ln2w[j] = 1.0f; }
-    for (size_t j = 0; j < D; j++) p->lnfw[j] = 1.0f;
-    init_uniform(p->patchw, sizes[P_PATCHW], CPP, rng);
-    init_uniform(p->patchb, sizes[P_PATCHB], CPP, rng);
-    init_uniform(p->lastv, sizes[P_LASTV], c->bottleneck, rng);
+    init_uniform(p->patchw, sizes[P_patchw], CPP, rng);
+    init_uniform(p->patchb, sizes[P_patchb], CPP, rng);
+    init_uniform(p->lastv, sizes[P_lastv], c->bottleneck, rng);
 }
 
 // Both networks run their passes in equal chunks of images, at most chunk_rows tokens each:
@@ -1478,18 +1423,7 @@ void dino_build(Dino *d, const Config *cfg) {
     size_t bytes_before = bytes_requested;
     fill_param_sizes(d->param_sizes, c);
     for (int i = 0; i < NUM_PARAM_TENSORS; i++) d->num_params += d->param_sizes[i];
-    size_t n = d->num_params;
-    d->params = (float *)mallocCheck(n * sizeof(float));
-    d->grads = (float *)callocCheck(n, sizeof(float));
-    d->teacher = (float *)mallocCheck(n * sizeof(float));
-    d->adam_m = (float *)callocCheck(n, sizeof(float));
-    d->adam_v = (float *)callocCheck(n, sizeof(float));
-    point_parameters(&d->p, d->params, d->param_sizes);
-    point_parameters(&d->g, d->grads, d->param_sizes);
-    point_parameters(&d->t, d->teacher, d->param_sizes);
-    d->center = (float *)callocCheck(c->out_dim, sizeof(float)); // the center starts at zero
-
-    int B = c->batch, D = c->dim, K = c->out_dim;
+    int B = c->batch;
     d->RS = (2 + c->n_local) * B;
     d->RT = 2 * B;
     int ng = chunk_images(c, 2 * B, c->img_size), nl = c->n_local > 0 ? chunk_images(c, c->n_local * B, c->local_size) : 1;
@@ -1501,43 +1435,52 @@ void dino_build(Dino *d, const Config *cfg) {
     backbone_acts_alloc(&d->t_global, c, ng, c->img_size, 0);
     head_acts_alloc(&d->s_head, c, d->RS, 1);
     head_acts_alloc(&d->t_head, c, d->RT, 0);
-    // the features, the loss's buffers, the drop path scales, and the backward's scratch,
-    // sized for the largest chunk of the student's passes
-    size_t RTmax = 0, Tmax = 0, H = (size_t)c->mlp_ratio * D, RS = d->RS, RT = d->RT, BN = c->bottleneck, HH = c->head_hidden;
+    // the parameters and their copies (one layout), the center, the features, the loss's
+    // buffers, the drop path scales, and the backbone's backward scratch, sized for the
+    // largest chunk of the student's passes
+    size_t RTmax = 0, Tmax = 0, n = d->num_params, RS = d->RS, RT = d->RT, L = c->depth, D = c->dim, K = c->out_dim;
+    size_t H = (size_t)c->mlp_ratio * D;
     for (int i = 0; i < d->n_chunks; i++) {
         const BackboneActs *a = &d->s_chunks[i];
         if ((size_t)a->R * a->T > RTmax) RTmax = (size_t)a->R * a->T;
         if ((size_t)a->T > Tmax) Tmax = a->T;
     }
-    float **bufs[] = { &d->s_feat, &d->t_feat, &d->ps, &d->pt, &d->lse, &d->dlogits, &d->dfeat, &d->dp_scale, &d->bw.dres,
-                       &d->bw.dbranch, &d->bw.dln, &d->bw.datty, &d->bw.dqkv, &d->bw.dfch, &d->bw.dpos, &d->bw.dcls,
-                       &d->hw.dzn, &d->hw.dz, &d->hw.dh1, &d->hw.dh2, &d->hw.dwn };
-    size_t sizes[] = { RS * D, RT * D, RS * K, RT * K, RS, RS * K, RS * D, (size_t)c->depth * 2 * RS, RTmax * D,
-                       RTmax * D, RTmax * D, RTmax * D, RTmax * 3 * D, RTmax * H, Tmax * D, RS * D,
-                       RS * BN, RS * BN, RS * HH, RS * HH, (size_t)K * BN };
-    _Static_assert(sizeof(sizes) / sizeof(sizes[0]) == sizeof(bufs) / sizeof(bufs[0]), "a size for every buffer");
-    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) *bufs[i] = (float *)mallocCheck(sizes[i] * sizeof(float));
+    Buffer list[] = {
+        { &d->params, n }, { &d->grads, n }, { &d->teacher, n }, { &d->adam_m, n }, { &d->adam_v, n },
+        { &d->center, K }, { &d->s_feat, RS * D }, { &d->t_feat, RT * D },
+        { &d->ps, RS * K }, { &d->pt, RT * K }, { &d->lse, RS }, { &d->dlogits, RS * K }, { &d->dfeat, RS * D },
+        { &d->dp_scale, L * 2 * RS },
+        { &d->bw.dres, RTmax * D }, { &d->bw.dbranch, RTmax * D }, { &d->bw.dln, RTmax * D },
+        { &d->bw.datty, RTmax * D }, { &d->bw.dqkv, RTmax * 3 * D }, { &d->bw.dfch, RTmax * H },
+        { &d->bw.dpos, Tmax * D }, { &d->bw.dcls, RS * D },
+    };
+    d->memory = alloc_buffers(list, ARRAY_LEN(list));
     // nothing has been written to yet (Linux hands out memory on first touch), so this is the
     // moment to say that it will not fit
     double need = (double)(bytes_requested - bytes_before), have = (double)sysconf(_SC_PHYS_PAGES) * sysconf(_SC_PAGE_SIZE);
     if (have > 0 && need > have)
         die("this model needs %.1f GB for its parameters and activations, more than the %.1f GB of memory of this machine; "
             "use a smaller --batch or model", need / 1e9, have / 1e9);
+    point_parameters(&d->p, d->params, d->param_sizes);
+    point_parameters(&d->g, d->grads, d->param_sizes);
+    point_parameters(&d->t, d->teacher, d->param_sizes);
     d->rng.state = (uint64_t)(uint32_t)c->seed * 0x9E3779B97F4A7C15ull + 1;
     init_parameters(&d->p, d->param_sizes, c, &d->rng);
     memcpy(d->teacher, d->params, n * sizeof(float)); // teacher = exact copy of the student
+    // the gradients, the AdamW moments and the center start at zero
+    memset(d->grads, 0, n * sizeof(float));
+    memset(d->adam_m, 0, n * sizeof(float));
+    memset(d->adam_v, 0, n * sizeof(float));
+    memset(d->center, 0, K * sizeof(float));
 }
 
 void dino_free(Dino *d) {
-    free(d->params); free(d->grads); free(d->teacher); free(d->adam_m); free(d->adam_v); free(d->center);
     for (int i = 0; i < d->n_chunks; i++) backbone_acts_free(&d->s_chunks[i]);
     free(d->s_chunks);
     backbone_acts_free(&d->t_global);
-    head_acts_free(&d->s_head); head_acts_free(&d->t_head);
-    float *bufs[] = { d->s_feat, d->t_feat, d->ps, d->pt, d->lse, d->dlogits, d->dfeat, d->dp_scale, d->bw.dres, d->bw.dbranch,
-                      d->bw.dln, d->bw.datty, d->bw.dqkv, d->bw.dfch, d->bw.dpos, d->bw.dcls, d->hw.dzn, d->hw.dz, d->hw.dh1,
-                      d->hw.dh2, d->hw.dwn };
-    for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) free(bufs[i]);
+    free(d->s_head.memory);
+    free(d->t_head.memory);
+    free(d->memory);
     memset(d, 0, sizeof(*d));
 }
 
@@ -1571,7 +1514,7 @@ void student_forward(Dino *d, const float *globals, const float *locals, int dro
 void student_backward(Dino *d, int drop_path, int last_frozen) {
     const Config *c = &d->cfg;
     const float *dp = drop_path ? d->dp_scale : NULL;
-    head_backward(&d->g, d->dfeat, &d->hw, &d->s_head, &d->p, c, d->s_feat, d->dlogits, last_frozen);
+    head_backward(&d->g, d->dfeat, &d->s_head, &d->p, c, d->s_feat, d->dlogits, last_frozen);
     for (int i = 0, first = 0; i < d->n_chunks; first += d->s_chunks[i].R, i++)
         backbone_backward(&d->g, &d->bw, &d->s_chunks[i], &d->p, c, d->dfeat + (size_t)first * c->dim, dp ? dp + first : NULL,
                           d->RS);
@@ -1692,8 +1635,8 @@ void adamw_update(Dino *d, int freeze_last) {
             size_t n = d->param_sizes[i];
             float *p = d->params + offset, *g = d->grads + offset, *m = d->adam_m + offset, *v = d->adam_v + offset;
             offset += n;
-            if (i == P_LASTV && freeze_last) continue;
-            int t = i == P_LASTV ? d->adam_steps_last : d->adam_steps;
+            if (i == P_lastv && freeze_last) continue;
+            int t = i == P_lastv ? d->adam_steps_last : d->adam_steps;
             double bias_correction1 = 1.0 - pow(beta1, t), bias_correction2 = 1.0 - pow(beta2, t);
             float decay = param_info[i].decay ? (float)(1.0 - (double)d->lr * d->wd) : 1.0f;
             float step_size = (float)(d->lr / bias_correction1), bc2_sqrt = (float)sqrt(bias_correction2);

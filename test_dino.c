@@ -978,7 +978,7 @@ static void test_clip_and_freeze(void) {
     build_reference_model(&d, &c);
     // clipping: a tensor over the threshold ends at norm ~clip, one under it is untouched
     for (size_t i = 0; i < d.num_params; i++) d.grads[i] = 0.0f;
-    for (size_t i = 0; i < d.param_sizes[P_CLS]; i++) d.g.cls[i] = 1.0f;     // norm sqrt(D) > clip
+    for (size_t i = 0; i < d.param_sizes[P_cls]; i++) d.g.cls[i] = 1.0f;     // norm sqrt(D) > clip
     d.g.patchb[0] = 0.5f * c.clip_grad;                                     // norm clip/2 < clip
     d.g.ln1w[c.dim] = 2.0f;                                                  // block 1's slice only
     d.g.ln1w[0] = 0.5f * c.clip_grad;                                        // block 0's slice: under
@@ -989,18 +989,18 @@ static void test_clip_and_freeze(void) {
     report(fabsf(d.g.ln1w[c.dim] - c.clip_grad) < 1e-5f && d.g.ln1w[0] == 0.5f * c.clip_grad,
            "per-tensor clipping treats each block's slice of a stacked tensor as its own tensor");
     // freezing: during the first epoch the last layer does not move at all
-    float *before = (float *)mallocCheck(d.param_sizes[P_LASTV] * sizeof(float));
-    memcpy(before, d.p.lastv, d.param_sizes[P_LASTV] * sizeof(float));
+    float *before = (float *)mallocCheck(d.param_sizes[P_lastv] * sizeof(float));
+    memcpy(before, d.p.lastv, d.param_sizes[P_lastv] * sizeof(float));
     Rng r = { 7 };
     size_t ng = (size_t)2 * c.batch * c.channels * c.img_size * c.img_size;
     size_t nl = (size_t)c.n_local * c.batch * c.channels * c.local_size * c.local_size;
     float *g = zeros(ng), *l = zeros(nl);
     fill_crops(g, ng, &r); fill_crops(l, nl, &r);
     for (int s = 0; s < c.steps_per_epoch; s++) dino_step(&d, g, l);
-    report(memcmp(before, d.p.lastv, d.param_sizes[P_LASTV] * sizeof(float)) == 0 && d.adam_steps_last == 0,
+    report(memcmp(before, d.p.lastv, d.param_sizes[P_lastv] * sizeof(float)) == 0 && d.adam_steps_last == 0,
            "the last layer is frozen (untouched, no AdamW step) for the first %d epoch(s)", c.freeze_last_layer);
     dino_step(&d, g, l);
-    report(memcmp(before, d.p.lastv, d.param_sizes[P_LASTV] * sizeof(float)) != 0 && d.adam_steps_last == 1,
+    report(memcmp(before, d.p.lastv, d.param_sizes[P_lastv] * sizeof(float)) != 0 && d.adam_steps_last == 1,
            "and trains from the next epoch on");
     free(before); free(g); free(l);
     dino_free(&d);
