@@ -58,6 +58,12 @@ test: dino test_dino
 # It ends with the attention maps of 4 held-out images in runs/<run>/attention/ (seconds).
 MINUTES ?= 8
 DATA ?=
+# The synthetic set's recipe differs from the defaults (made for CIFAR-10) in two values of
+# the official recipe: its crops (global 40-100% of the area, local 5-40%; its objects are
+# shapes of 14-26 px on 32 px) and the teacher temperature warmed up from 0.04 to 0.07.
+# In 8 minutes they reach k-NN 65 where the defaults reach 47 (README, "What 30 CPU minutes
+# learn", has the runs).
+SYNTHETIC_RECIPE = --global_scale_min 0.4 --local_scale_min 0.05 --local_scale_max 0.4 --teacher_temp 0.07
 train: dino
 	@set -e; data="$(DATA)"; \
 	if [ -z "$$data" ]; then \
@@ -68,8 +74,10 @@ train: dino
 	    echo "      data set. To train on CIFAR-10: data/cifar10.sh (or data/cifar10.sh DIR with a copy you have)."; \
 	  fi; \
 	fi; \
+	recipe=; if [ "$$data" = synthetic ]; then recipe="$(SYNTHETIC_RECIPE)"; fi; \
 	out=runs/train-$$(date +%Y%m%d-%H%M%S); \
-	./dino train --data "$$data" --out "$$out" --minutes $(MINUTES) $(ARGS); \
+	echo "./dino train --data $$data --out $$out --minutes $(MINUTES) $$recipe $(ARGS)"; \
+	./dino train --data "$$data" --out "$$out" --minutes $(MINUTES) $$recipe $(ARGS); \
 	echo "attention maps of the trained teacher on 4 held-out images (the paper's figure 1):"; \
 	./dino attn --model "$$out/model.bin" --data "$$data" --split test --index 0 --index 1 --index 2 --index 3 \
 	  --output "$$out/attention"
