@@ -27,9 +27,10 @@ What is not in here: no BLAS, no intrinsics, no autograd. Every backward pass is
 by hand next to its forward, checked against finite differences and against PyTorch
 (test_dino.c, data/reference.py). OpenMP: 52 pragmas. 35 share loops among threads, over
 rows, (image, head) pairs or tensors whose iterations write disjoint memory (where they
-meet in a sum, in a fixed order), so results do not depend on the number of threads; the
-other 17 (`omp simd`) ask the compiler to vectorise a loop (a sum in vector lanes, also a
-fixed order), in builds with OpenMP and without.
+meet in a float sum, in a fixed order; k-NN's hit counts are integers, exact in any order),
+so results do not depend on the number of threads; the other 17 (`omp simd`) ask the
+compiler to vectorise a loop (a sum in vector lanes, also a fixed order), in builds with
+OpenMP and without.
 
 Size letters used in shapes throughout:
   B   batch (images)             R   rows = images in one pass (e.g. 2 global crops x B)
@@ -2874,7 +2875,7 @@ void cls_attention(float *out, float *feat, BackboneActs *a, const ParameterTens
     int R = a->R, T = a->T, NH = c->heads;
     backbone_forward(a, p, c, imgs, feat, NULL, 0);
     // att is (slots, R, NH, T, T), but the last block has the CLS query only: its slot (the one
-    // slot with keep_all = 0) holds (R, NH, 1, T), which is out as it is
+    // slot with keep_all = 0) holds (R, NH, 1, T), which is exactly out's layout
     size_t last = a->keep_all ? (size_t)(c->depth - 1) : 0;
     memcpy(out, a->att + last * R * NH * T * T, (size_t)R * NH * T * sizeof(float));
 }
