@@ -1850,11 +1850,13 @@ typedef struct {
     int n, C, S;      // images, channels, side (images are square)
     uint8_t *pixels;  // (n, C, S, S)
     int *labels;      // (n) class indices, or NULL when the data set has no labels
+    uint8_t *masks;   // (n, S, S) 1 on the object's pixels: the synthetic set's shapes (all 0 for its
+                      // textures, which fill the image); NULL for every other data set
     int nclasses;
     int bad_images;   // image-folder files stb_image could not read (skipped only on request)
 } Dataset;
 
-void dataset_free(Dataset *ds) { free(ds->pixels); free(ds->labels); memset(ds, 0, sizeof(*ds)); }
+void dataset_free(Dataset *ds) { free(ds->pixels); free(ds->labels); free(ds->masks); memset(ds, 0, sizeof(*ds)); }
 
 // Makes room for `more` images of C channels and side S; the first images set C and S.
 static int dataset_grow(Dataset *ds, size_t more, int C, int S, int labelled) {
@@ -2149,7 +2151,9 @@ static int synthetic_inside(int k, float u, float v, float p) {
     return 0;
 }
 
-void synthetic_image(uint8_t *out /* (3, 32, 32) */, int *label, uint64_t seed, uint64_t index) {
+// mask, if not NULL, gets the object: 1 on the pixels the shape covers at least half of, 0
+// elsewhere and everywhere in a texture (the paper's Table 4 measures attention against it).
+void synthetic_image(uint8_t *out /* (3, 32, 32) */, int *label, uint8_t *mask /* (32, 32) */, uint64_t seed, uint64_t index) {
     const int S = 32;
     Rng r = rng_stream(seed, index, 77, 0);
     int k = (int)(rng_next(&r) % SYN_CLASSES);
@@ -2180,6 +2184,7 @@ void synthetic_image(uint8_t *out /* (3, 32, 32) */, int *label, uint64_t seed, 
                     float u = (ca * px + sa * py) / scale, v = (-sa * px + ca * py) / scale;
                     cover += 0.25f * synthetic_inside(k, u, v, period);
                 }
+            if (mask != NULL) mask[y * S + x] = !texture && cover >= 0.5f;
             float g = gamp * ((x - 16) * cosf(gdir) + (y - 16) * sinf(gdir)) / 22.0f; // background gradient
             float lum = cover * lum_fg + (1 - cover) * (lum_bg + g);
             for (int c = 0; c < 3; c++) {
@@ -2194,8 +2199,13 @@ void synthetic_image(uint8_t *out /* (3, 32, 32) */, int *label, uint64_t seed, 
 int make_synthetic(Dataset *ds, int n, uint64_t seed, uint64_t first) {
     if (n <= 0) return data_fail("the synthetic data set needs --synthetic-n > 0");
     if (dataset_grow(ds, n, 3, 32, 1) != 0) return -1;
+    uint8_t *masks = (uint8_t *)realloc(ds->masks, ((size_t)ds->n + n) * 1024);
+    if (masks == NULL) return data_fail("out of memory for %d object masks", ds->n + n);
+    ds->masks = masks;
     #pragma omp parallel for
-    for (int i = 0; i < n; i++) synthetic_image(ds->pixels + (size_t)(ds->n + i) * 3072, &ds->labels[ds->n + i], seed, first + i);
+    for (int i = 0; i < n; i++)
+        synthetic_image(ds->pixels + (size_t)(ds->n + i) * 3072, &ds->labels[ds->n + i], ds->masks + (size_t)(ds->n + i) * 1024,
+                        seed, first + i);
     ds->n += n;
     ds->nclasses = SYN_CLASSES;
     return 0;
@@ -2899,6 +2909,86 @@ int attention_mask(uint8_t *mask, const float *att, int NP, float threshold) {
     return kept;
 }
 
+// How well the attention segments (paper Table 4): the Jaccard similarity |A n B| / |A u B|
+// of the mask A of attention_mask (the patches holding 60% of the attention) and the true
+// object B. dino.c measures it on the synthetic set's shapes at patch resolution: the object
+// is seen at the model's resolution M as the image is (the nearest pixel of the S x S
+// mask), and a patch belongs to it when at least half of its P x P pixels do. mask is
+// (S, S), out (G, G) with G = M / P.
+void object_patches(uint8_t *out, const uint8_t *mask, int S, int M, int P) {
+    int G = M / P;
+    for (int gy = 0; gy < G; gy++)
+        for (int gx = 0; gx < G; gx++) {
+            int in = 0;
+            for (int y = gy * P; y < (gy + 1) * P; y++)
+                for (int x = gx * P; x < (gx + 1) * P; x++) in += mask[(y * S / M) * S + x * S / M];
+            out[gy * G + gx] = 2 * in >= P * P;
+        }
+}
+
+// |a n b| / |a u b| of two masks of n patches (1 when both are empty).
+float jaccard(const uint8_t *a, const uint8_t *b, int n) {
+    int both = 0, either = 0;
+    for (int i = 0; i < n; i++) {
+        both += a[i] && b[i];
+        either += a[i] || b[i];
+    }
+    return either > 0 ? (float)both / either : 1.0f;
+}
+
+// The mean Jaccard over n images, in percent, of each head's mask (jac[0 .. NH-1]) and of
+// the mask of the mean of the heads' maps (jac[NH]). att is (n, NH, T) as cls_attention
+// gives it (entry 0, the CLS token's attention to itself, is left out as in the pictures),
+// objects (n, NP) the object's patches.
+void attention_jaccard(float *jac, const float *att, const uint8_t *objects, int n, int NH, int NP, float threshold) {
+    int T = 1 + NP;
+    float mean[NP];
+    uint8_t mask[NP];
+    for (int h = 0; h <= NH; h++) jac[h] = 0.0f;
+    for (int i = 0; i < n; i++) {
+        for (int k = 0; k < NP; k++) mean[k] = 0.0f;
+        for (int h = 0; h <= NH; h++) { // the heads, then (h = NH) their mean, complete by then
+            const float *map = h < NH ? att + ((size_t)i * NH + h) * T + 1 : mean;
+            for (int k = 0; h < NH && k < NP; k++) mean[k] += map[k] / NH;
+            attention_mask(mask, map, NP, threshold);
+            jac[h] += 100.0f * jaccard(mask, objects + (size_t)i * NP, NP) / n;
+        }
+    }
+}
+
+// attention_jaccard on the images of ds that have an object (ds->masks not all 0: the
+// synthetic set's shapes), at most max of them (0: all), with the CLS attention of the last
+// block of the teacher (or the student) on the evaluation view. Returns the images measured.
+int dataset_jaccard(float *jac, const Dino *d, const Dataset *ds, int max, int use_teacher, float threshold) {
+    const Config *c = &d->cfg;
+    int G = c->img_size / c->patch, NP = G * G, T = 1 + NP, NH = c->heads, R = 64, n = 0;
+    size_t img = (size_t)ds->C * c->img_size * c->img_size, SS = (size_t)ds->S * ds->S;
+    int *which = (int *)mallocCheck(ds->n * sizeof(int));
+    for (int i = 0; i < ds->n && (max == 0 || n < max); i++) {
+        int object = 0;
+        for (size_t k = 0; k < SS; k++) object |= ds->masks[i * SS + k];
+        if (object) which[n++] = i;
+    }
+    float *att = (float *)mallocCheck((size_t)n * NH * T * sizeof(float) + 1), *x = (float *)mallocCheck(R * img * sizeof(float));
+    float *feat = (float *)mallocCheck((size_t)R * c->dim * sizeof(float));
+    uint8_t *objects = (uint8_t *)mallocCheck((size_t)n * NP + 1);
+    BackboneActs a;
+    backbone_acts_alloc(&a, c, R, c->img_size, 0);
+    for (int start = 0; start < n; start += R) {
+        a.R = imin(R, n - start); // a pass may use fewer rows than it was allocated for
+        #pragma omp parallel for
+        for (int i = 0; i < a.R; i++) {
+            eval_view(x + i * img, ds, which[start + i], c);
+            object_patches(objects + (size_t)(start + i) * NP, ds->masks + which[start + i] * SS, ds->S, c->img_size, c->patch);
+        }
+        cls_attention(att + (size_t)start * NH * T, feat, &a, use_teacher ? &d->t : &d->p, c, x);
+    }
+    attention_jaccard(jac, att, objects, n, NH, NP, threshold);
+    backbone_acts_free(&a);
+    free(which); free(att); free(x); free(feat); free(objects);
+    return n;
+}
+
 // viridis (matplotlib's default colour map, also visualize_attention.py's through
 // plt.imsave): perceptually uniform, dark blue for low values to yellow for high. Ten
 // evenly spaced stops, linearly interpolated.
@@ -3339,6 +3429,27 @@ static void print_knn_rows(const int *ks, int nk, const float *top1, const float
     for (int q = 0; q < nk; q++) printf("  %-4d  %6.2f  %6.2f\n", ks[q], top1[q], top5[q]);
 }
 
+// dataset_jaccard's figures of a trained model next to its random init's (init NULL: not
+// measured, e.g. a resumed run), the best head of each, and one line for scripts.
+static void print_jaccard(const float *init, const float *trained, int NH, int n, float threshold) {
+    printf("attention vs the objects (paper Table 4): Jaccard %% of the mask holding %.0f%% of the last block's CLS "
+           "attention, %d held-out shapes\n  map              random init      trained\n", threshold * 100.0f, n);
+    const float *column[2] = { init, trained };
+    int best[2] = { 0, 0 };
+    for (int h = 0; h <= NH + 1; h++) { // the heads, the mean of the heads, the best head
+        char name[32], cell[2][32];
+        snprintf(name, sizeof(name), h < NH ? "head %d" : h == NH ? "mean of heads" : "best head", h);
+        for (int j = 0; j < 2; j++) {
+            if (h < NH && column[j] != NULL && column[j][h] > column[j][best[j]]) best[j] = h;
+            if (column[j] == NULL) snprintf(cell[j], sizeof(cell[j]), "     -");
+            else if (h <= NH) snprintf(cell[j], sizeof(cell[j]), "%6.2f", column[j][h]);
+            else snprintf(cell[j], sizeof(cell[j]), "%6.2f (head %d)", column[j][best[j]], best[j]);
+        }
+        printf("  %-15s  %-15s  %s\n", name, cell[0], cell[1]);
+    }
+    printf("jaccard best head %.2f mean of heads %.2f\n", trained[best[1]], trained[NH]);
+}
+
 static int cmp_double(const void *a, const void *b) { double x = *(const double *)a, y = *(const double *)b; return (x > y) - (x < y); }
 
 // Times warmup + n training steps of d and returns the median of the last n (t: their
@@ -3494,7 +3605,8 @@ static int cmd_train(int argc, char **argv) {
            d.num_params, cfg.dim, cfg.depth, cfg.heads, cfg.patch, cfg.out_dim, 2, cfg.img_size, cfg.n_local, cfg.local_size, cfg.batch);
 
     float init1[KNN_NK] = { 0 }, init5[KNN_NK] = { 0 }, top1[KNN_NK] = { 0 }, top5[KNN_NK] = { 0 };
-    int eval = testp != NULL && !no_final_eval;
+    int eval = testp != NULL && !no_final_eval, jaccard = eval && testp->masks != NULL; // held-out shapes: Table 4 too
+    float jac_init[cfg.heads + 1], jac[cfg.heads + 1];
     double eval_cost = 0.0; // of one periodic k-NN, from the first one's images
     if (eval && d.step == 0) {
         double t = now_seconds();
@@ -3503,6 +3615,7 @@ static int cmd_train(int argc, char **argv) {
         printf("knn at random init: k=20 top1 %.2f top5 %.2f [%.0fs]\n", init1[1], init5[1], t);
         int ntr = eval_train > 0 && eval_train < ds.n ? eval_train : ds.n, nte = eval_test > 0 && eval_test < testp->n ? eval_test : testp->n;
         eval_cost = t * (ntr + nte) / (double)(ds.n + testp->n);
+        if (jaccard) dataset_jaccard(jac_init, &d, testp, 0, 1, 0.6f);
     }
     double t0 = now_seconds();
     TrainLoop loop = { out, total, save_every, eval_every, log_every, eval_train, eval_test, knn_temp,
@@ -3521,6 +3634,10 @@ static int cmd_train(int argc, char **argv) {
             print_knn_rows(knn_ks, KNN_NK, top1, top5);
         }
         printf("knn k=20 top1 %.2f\n", top1[1]);
+        if (jaccard) {
+            int n = dataset_jaccard(jac, &d, testp, 0, 1, 0.6f);
+            print_jaccard(d.step > 0 && init1[1] > 0 ? jac_init : NULL, jac, cfg.heads, n, 0.6f);
+        }
     }
     dataset_free(&ds);
     if (testp) dataset_free(&test);
@@ -3640,12 +3757,35 @@ static void open_split(Dataset *ds, const char *path, const char *split, const C
     if (ds->C != c->channels) die("'%s' has %d channel(s), the model %d", path, ds->C, c->channels);
 }
 
+// ./dino attn --jaccard: the paper's Table 4 on a data set that knows its objects, for the
+// checkpoint and for the random init it started from (dino_build with its config and seed).
+static int attn_jaccard(const char *model, const char *data, const char *split, int synthetic_n, int max_n, int teacher,
+                        float threshold) {
+    if (data == NULL) die("./dino attn --jaccard needs --data: a data set with object masks (--data synthetic --split test)");
+    Dino d, init;
+    load_checkpoint(&d, model);
+    Dataset ds;
+    open_split(&ds, data, split, &d.cfg, synthetic_n);
+    if (ds.masks == NULL) die("'%s' has no object masks: --jaccard needs the synthetic set (--data synthetic)", data);
+    dino_build(&init, &d.cfg);
+    float *jac_init = (float *)mallocCheck((d.cfg.heads + 1) * sizeof(float)), *jac = (float *)mallocCheck((d.cfg.heads + 1) * sizeof(float));
+    dataset_jaccard(jac_init, &init, &ds, max_n, teacher, threshold);
+    int n = dataset_jaccard(jac, &d, &ds, max_n, teacher, threshold);
+    if (n == 0) die("the %s split of '%s' has no image with an object among its %d", split, data, ds.n);
+    printf("%s (step %d), %s split of %s, %s\n", model, d.step, split, data, teacher ? "teacher" : "student");
+    print_jaccard(jac_init, jac, d.cfg.heads, n, threshold);
+    free(jac_init); free(jac);
+    dataset_free(&ds);
+    dino_free(&init); dino_free(&d);
+    return 0;
+}
+
 // The paper's figure 1 on your own images: the last block's CLS attention, one map per head.
 static int cmd_attn(int argc, char **argv) {
     const char *model = NULL, *output = "attention", *data = NULL, *split = "train";
     StrList images = { 0 }, indices = { 0 };
     float threshold = 0.6f;
-    int student = 0, synthetic_n = 10000;
+    int student = 0, synthetic_n = 10000, jaccard = 0, max_n = 0;
     Opt opts[] = {
         { "model", 's', &model, "checkpoint (model.bin)" },
         { "image", 'l', &images, "an image file (any format and size stb_image reads); repeat for more" },
@@ -3656,11 +3796,14 @@ static int cmd_attn(int argc, char **argv) {
         { "threshold", 'f', &threshold, "masks keep the most attended patches holding this fraction of the attention", 0, 1 },
         { "student", 'b', &student, "the student's attention (default: the teacher's)" },
         { "synthetic-n", 'i', &synthetic_n, "size of the synthetic training set (its test split has n/5)", 1, 1000000 },
+        { "jaccard", 'b', &jaccard, "no pictures: the masks' Jaccard against the objects of --data (synthetic), and random init's" },
+        { "n", 'i', &max_n, "--jaccard measures the first N images with an object (0 = all)" },
         { 0 },
     };
     parse_args(argc, argv, opts, NULL, "attn",
-               "--model CKPT (--image FILE ... | --data PATH --index I ...) --output DIR [flags]");
+               "--model CKPT (--image FILE ... | --data PATH --index I ... | --jaccard --data synthetic --split test) --output DIR");
     if (model == NULL) die("./dino attn needs --model CKPT");
+    if (jaccard) return attn_jaccard(model, data, split, synthetic_n, max_n, !student, threshold);
     if (images.n == 0 && indices.n == 0) die("./dino attn needs --image FILE, or --data PATH with --index I");
     if ((data != NULL) != (indices.n > 0)) die("--data and --index go together: --data PATH --index I [--index J ...]");
     Dino d;

@@ -1221,6 +1221,29 @@ static void test_synthetic(void) {
     report(in_range && all, "synthetic data: every one of the %d classes appears (fewest %d of 500)", SYN_CLASSES,
            counts[0] < counts[1] ? counts[0] : counts[1]);
     report(memcmp(a.pixels, t.pixels, 100 * 3072) != 0, "the synthetic test split differs from the training images");
+    // the object masks: a shape's pixels, none for a texture; the shape is a grey level at
+    // least 0.35 from the background's (tints, gradient and noise blur that), so its pixels'
+    // mean luminance is apart from the rest's
+    int shapes_ok = 1, textures_ok = 1, shapes = 0;
+    for (int i = 0; i < a.n; i++) {
+        const uint8_t *m = a.masks + (size_t)i * 1024, *px = a.pixels + (size_t)i * 3072;
+        double in = 0, out = 0;
+        int n_in = 0;
+        for (int k = 0; k < 1024; k++) {
+            double lum = (px[k] + px[1024 + k] + px[2048 + k]) / 3.0;
+            if (m[k]) { in += lum; n_in++; } else out += lum;
+        }
+        if (a.labels[i] >= SYN_STRIPES) { textures_ok &= n_in == 0; continue; }
+        shapes++;
+        shapes_ok &= n_in >= 40 && n_in < 1024 && fabs(in / n_in - out / (1024 - n_in)) > 0.2 * 255;
+    }
+    report(shapes_ok && textures_ok && shapes > 200, "synthetic object masks: each of the %d shapes' masks covers pixels whose mean "
+           "luminance is > 0.2 from the rest's; the textures have none", shapes);
+    uint8_t img[3072], mask[1024];
+    int label;
+    synthetic_image(img, &label, mask, 1234, (1u << 30) + 7);
+    report(memcmp(img, t.pixels + 7 * 3072, 3072) == 0 && memcmp(mask, t.masks + 7 * 1024, 1024) == 0,
+           "a synthetic image and its mask come from (seed, index) alone");
     dataset_free(&a); dataset_free(&b); dataset_free(&t);
 }
 
@@ -1692,6 +1715,39 @@ static void test_attention_maps(void) {
     dino_free(&d);
 }
 
+// Table 4's measure: object patches, the Jaccard of two masks, and the mean over images of
+// each head's and the mean map's, on hand-made masks and attention with known answers.
+static void test_jaccard(void) {
+    // a 16 x 16 mask seen by a model of 16 px with patch 8 (2 x 2 patches): patch (0,0) has
+    // exactly half of its 64 pixels (in), patch (0,1) 31 (out), patch (1,1) all, (1,0) none
+    uint8_t m[256] = { 0 }, p[4];
+    for (int y = 0; y < 8; y++)
+        for (int x = 0; x < 8; x++) { m[y * 16 + x] = y < 4; m[y * 16 + 8 + x] = y * 8 + x < 31; m[(8 + y) * 16 + 8 + x] = 1; }
+    object_patches(p, m, 16, 16, 8);
+    int same = p[0] == 1 && p[1] == 0 && p[2] == 0 && p[3] == 1;
+    // seen at 32 px (each mask pixel twice over) with patch 16, and at 8 px with patch 4: the same patches
+    uint8_t p32[4], p8[4];
+    object_patches(p32, m, 16, 32, 16);
+    object_patches(p8, m, 16, 8, 4);
+    // (at 8 px the model sees every other mask pixel: patch (0,1) then holds 8 of 16, in)
+    report(same && memcmp(p, p32, 4) == 0 && p8[0] == 1 && p8[1] == 1 && p8[2] == 0 && p8[3] == 1,
+           "object patches: a patch is the object's when at least half of its pixels are (32 of 64 in, 31 out), at any resolution");
+    uint8_t a[4] = { 1, 1, 0, 0 }, b[4] = { 0, 1, 1, 0 }, none[4] = { 0 };
+    report(jaccard(a, b, 4) == 1.0f / 3.0f && jaccard(a, a, 4) == 1.0f && jaccard(a, none, 4) == 0.0f && jaccard(none, none, 4) == 1.0f,
+           "Jaccard |A n B| / |A u B|: 1/3, 1 for equal masks, 0 against an empty one");
+    // 2 images, 2 heads, 4 patches (+ the CLS entry, ignored). At 0.6 of the mass head 0 keeps
+    // patches {0, 1} of both images, head 1 {2, 3}, and their mean map (0.3125, 0.1875,
+    // 0.1875, 0.3125) {0, 3}. Image 0's object is {0, 1}, image 1's {2}: head 0 has Jaccard 1
+    // and 0 (mean 50%), head 1 0 and 1/2 (25%), the mean map 1/3 and 0 (16.67%).
+    const float att[2 * 2 * 5] = { 0.9f, 0.5f, 0.25f, 0.125f, 0.125f, 0.9f, 0.125f, 0.125f, 0.25f, 0.5f,
+                                   0.9f, 0.5f, 0.25f, 0.125f, 0.125f, 0.9f, 0.125f, 0.125f, 0.25f, 0.5f };
+    const uint8_t objects[8] = { 1, 1, 0, 0, 0, 0, 1, 0 };
+    float jac[3];
+    attention_jaccard(jac, att, objects, 2, 2, 4, 0.6f);
+    report(fabsf(jac[0] - 50.0f) < 1e-5f && fabsf(jac[1] - 25.0f) < 1e-5f && fabsf(jac[2] - 100.0f / 6.0f) < 1e-5f,
+           "Jaccard per head and of the mean map over images: %.4f %.4f %.4f (want 50, 25, 16.6667)", jac[0], jac[1], jac[2]);
+}
+
 // Runs a command, returns its exit status; its output goes to tmpdir/cmd.log.
 static int run(const char *fmt, ...) {
     char line[3800], cmd[4096];
@@ -1768,6 +1824,16 @@ static void test_attn_command(void) {
     report(colour, "the head maps are drawn with a colour map, not in grey");
     report(run("./dino attn --model %s --image %s/missing.png --output %s", ck, tmpdir, out) != 0 && log_has("cannot read image"),
            "./dino attn refuses an unreadable image by name");
+    report(run("./dino attn --model %s --jaccard --data synthetic --synthetic-n 100 --split test", ck) == 0 &&
+           log_has("head 1 ") && log_has("mean of heads") && log_has("jaccard best head"),
+           "./dino attn --jaccard prints each head's, the mean map's and the best head's Jaccard, random init against the model");
+    report(run("./dino attn --model %s --jaccard --data data/interop/images.bin", ck) != 0 && log_has("no object masks"),
+           "./dino attn --jaccard refuses a data set without object masks");
+    char args[1024];
+    snprintf(args, sizeof(args), "./dino train --data synthetic --synthetic-n 100 --steps 2 --threads 1 --dim 16 --depth 1 --heads 2 "
+             "--head_hidden 32 --bottleneck 16 --out_dim 32 --n_local 2 --batch 8 --out %s/jaccard_run", tmpdir);
+    report(run("%s", args) == 0 && log_has("knn k=20 top1") && log_has("random init      trained") && log_has("jaccard best head"),
+           "./dino train on the synthetic set ends with the Jaccard table next to the k-NN lines");
 }
 
 // Reads a .npy file as write_npy writes it, checking the format on the way: returns the
@@ -2362,6 +2428,7 @@ int main(void) {
     printf("-- looking inside: attention maps, .npy files, PyTorch interop, the linear probe\n");
     if (!is_file("dino")) printf("note: ./dino is missing, so the tests of its commands fail: make test builds it first\n");
     test_attention_maps();
+    test_jaccard();
     test_attn_command();
     test_npy();
     test_torch_interop();
