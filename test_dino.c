@@ -2044,7 +2044,7 @@ static void test_bad_command_lines(void) {
     expect_error("a model that cannot fit in int sizes", "", "train --data synthetic --batch 60000 --dim 1024", "too large");
     expect_error("warm-up longer than the run", "", "train --data synthetic --warmup_epochs 200", "--warmup_epochs");
     expect_error("drop path 1", "", "train --data synthetic --drop_path 1", "--drop_path");
-    expect_error("zero teacher temperature", "", "train --data synthetic --teacher_temp 0", "temperatures");
+    expect_error("zero teacher temperature", "", "train --data synthetic --teacher_temp 0", "--teacher_temp must be > 0");
     expect_error("crop index out of range", "", "crops --data synthetic --index 1000", "out of range");
     snprintf(args, sizeof(args), "train " TINY_FLAGS " --synthetic-n 4 --out %s/few", tmpdir);
     expect_error("fewer images than a batch", "", args, "fewer than one batch");
