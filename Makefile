@@ -55,7 +55,8 @@ test: dino test_dino
 # make train: CIFAR-10 from data/ if present, else downloaded by data/cifar10.sh if the
 # network allows, else the built-in synthetic set (with a notice). DATA=path trains on any
 # supported data set; MINUTES sets the training budget (the k-NN evaluations come on top).
-# It ends with the attention maps of 4 held-out images in runs/<run>/attention/ (seconds).
+# It ends with the attention maps of 4 held-out images in runs/<run>/attention/ and their 8 nearest
+# training images by the teacher's features in runs/<run>/neighbours.png (seconds).
 MINUTES ?= 8
 DATA ?=
 # The synthetic set's recipe differs from the defaults (made for CIFAR-10) in two values of
@@ -80,7 +81,9 @@ train: dino
 	./dino train --data "$$data" --out "$$out" --minutes $(MINUTES) $$recipe $(ARGS); \
 	echo "attention maps of the trained teacher on 4 held-out images (the paper's figure 1):"; \
 	./dino attn --model "$$out/model.bin" --data "$$data" --split test --index 0 --index 1 --index 2 --index 3 \
-	  --output "$$out/attention"
+	  --output "$$out/attention"; \
+	./dino neighbours --model "$$out/model.bin" --train "$$data" --test "$$data" --index 0 --index 1 --index 2 --index 3 \
+	  --k 8 --output "$$out/neighbours.png"
 
 # make plot RUN=runs/x: the run's training curves (loss, teacher entropy, KL, k-NN) as
 # runs/x/curves.png, drawn by data/plot.gp with gnuplot (Debian: apt-get install gnuplot-nox).

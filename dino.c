@@ -2621,6 +2621,33 @@ float *pixel_features(const Dataset *ds, const Config *c, int *dim) {
     return f;
 }
 
+// The k training features nearest to each of nq query features by cosine similarity (both
+// L2-normalised, so a dot product), eval_knn.py's similarity.topk: sim (nq, k) the similarities,
+// most similar first, who (nq, k) the training indices. A tie goes to the lower training index:
+// a later one must be strictly more similar to pass it. train_t is (D, ntrain), the training
+// features transposed; k <= ntrain. k-NN classification and ./dino neighbours both use it.
+void nearest_neighbours(float *sim, int *who, const float *query, int nq, const float *train_t, int ntrain, int D,
+                        int k) {
+    float *sims = (float *)mallocCheck((size_t)nq * ntrain * sizeof(float));
+    // cosines: sims (nq, ntrain) = query (nq, D) @ train_t (D, ntrain)
+    matmul_parallel(sims, ntrain, query, D, 1, train_t, ntrain, 1, NULL, 0, nq, ntrain, D);
+    #pragma omp parallel for
+    for (int r = 0; r < nq; r++) {
+        const float *s = sims + (size_t)r * ntrain;
+        float *best = sim + (size_t)r * k;
+        int *idx = who + (size_t)r * k, nb = 0;
+        // the k most similar, kept sorted by insertion (k is small)
+        for (int j = 0; j < ntrain; j++) {
+            if (nb == k && s[j] <= best[nb - 1]) continue;
+            int pos = nb < k ? nb++ : nb - 1;
+            while (pos > 0 && best[pos - 1] < s[j]) { best[pos] = best[pos - 1]; idx[pos] = idx[pos - 1]; pos--; }
+            best[pos] = s[j];
+            idx[pos] = j;
+        }
+    }
+    free(sims);
+}
+
 // Weighted k-NN (eval_knn.py knn_classifier): cosine similarity to every training
 // feature, the k most similar vote for their class with weight exp(sim / T), top-1 and
 // top-5 of the summed votes, in percent, for each k in ks.
@@ -2631,30 +2658,22 @@ void knn_classify(float *top1, float *top5, const int *ks, int nk, const float *
     if (kmax > ntrain) kmax = ntrain;
     int hits1[nk], hits5[nk];
     for (int q = 0; q < nk; q++) hits1[q] = hits5[q] = 0;
-    float *sims = (float *)mallocCheck((size_t)chunk * ntrain * sizeof(float));
+    float *sim = (float *)mallocCheck((size_t)chunk * kmax * sizeof(float));
+    int *who = (int *)mallocCheck((size_t)chunk * kmax * sizeof(int));
     float *train_t = (float *)mallocCheck((size_t)D * ntrain * sizeof(float)); // (D, ntrain), once for all chunks
     transpose(train_t, train, ntrain, D);
     for (int start = 0; start < ntest; start += chunk) {
         int rows = ntest - start < chunk ? ntest - start : chunk;
-        // cosines: sims (rows, ntrain) = test rows (rows, D) @ train_t (D, ntrain)
-        matmul_parallel(sims, ntrain, test + (size_t)start * D, D, 1, train_t, ntrain, 1, NULL, 0, rows, ntrain, D);
+        nearest_neighbours(sim, who, test + (size_t)start * D, rows, train_t, ntrain, D, kmax);
         #pragma omp parallel for reduction(+ : hits1[:nk], hits5[:nk]) // counts: the same sums in any order
         for (int r = 0; r < rows; r++) {
-            const float *s = sims + (size_t)r * ntrain;
-            // the kmax most similar, kept sorted by insertion (kmax is small)
-            float best[kmax];
-            int who[kmax], nb = 0;
-            for (int j = 0; j < ntrain; j++) {
-                if (nb == kmax && s[j] <= best[nb - 1]) continue;
-                int pos = nb < kmax ? nb++ : nb - 1;
-                while (pos > 0 && best[pos - 1] < s[j]) { best[pos] = best[pos - 1]; who[pos] = who[pos - 1]; pos--; }
-                best[pos] = s[j]; who[pos] = j;
-            }
+            const float *best = sim + (size_t)r * kmax;
+            const int *nearest = who + (size_t)r * kmax;
             float votes[nclasses];
             for (int q = 0; q < nk; q++) {
-                int k = ks[q] < nb ? ks[q] : nb;
+                int k = ks[q] < kmax ? ks[q] : kmax;
                 for (int c = 0; c < nclasses; c++) votes[c] = 0.0f;
-                for (int i = 0; i < k; i++) votes[train_labels[who[i]]] += expf(best[i] / T);
+                for (int i = 0; i < k; i++) votes[train_labels[nearest[i]]] += expf(best[i] / T);
                 int label = test_labels[start + r], rank = 0; // classes ranked above the true one
                 for (int c = 0; c < nclasses; c++) if (votes[c] > votes[label] || (votes[c] == votes[label] && c < label)) rank++;
                 hits1[q] += rank == 0;
@@ -2663,7 +2682,8 @@ void knn_classify(float *top1, float *top5, const int *ks, int nk, const float *
         }
     }
     for (int q = 0; q < nk; q++) { top1[q] = 100.0f * hits1[q] / ntest; top5[q] = 100.0f * hits5[q] / ntest; }
-    free(sims);
+    free(sim);
+    free(who);
     free(train_t);
 }
 
@@ -3115,6 +3135,64 @@ int attention_pictures(const char *dir, const char *name, const uint8_t *img, in
     return status;
 }
 
+// The digits 0-9 in a 3 x 5 pixel font, for the class numbers under the pictures of ./dino
+// neighbours: one byte per row, top row first, the 4 bit for the left pixel, 1 for the right.
+static const uint8_t digit_font[10][5] = {
+    { 7, 5, 5, 5, 7 }, { 2, 6, 2, 2, 7 }, { 7, 1, 7, 4, 7 }, { 7, 1, 3, 1, 7 }, { 5, 5, 7, 1, 1 },
+    { 7, 4, 7, 1, 7 }, { 7, 4, 7, 5, 7 }, { 7, 1, 1, 1, 1 }, { 7, 5, 7, 5, 7 }, { 7, 5, 7, 1, 7 },
+};
+
+// number (>= 0) in that font into the picture out (W wide, RGB), its top left corner at
+// (x0, y0), each font pixel a scale x scale square, digits one font pixel apart. The caller
+// leaves room: (4 digits - 1) scale wide, 5 scale high, which is what it returns (the width).
+int draw_number(uint8_t *out, int W, int x0, int y0, int number, int scale, const uint8_t rgb[3]) {
+    char text[16];
+    int n = snprintf(text, sizeof(text), "%d", number);
+    for (int i = 0; i < n; i++)
+        for (int y = 0; y < 5 * scale; y++)
+            for (int x = 0; x < 3 * scale; x++)
+                if (digit_font[text[i] - '0'][y / scale] >> (2 - x / scale) & 1)
+                    memcpy(out + ((size_t)(y0 + y) * W + x0 + i * 4 * scale + x) * 3, rgb, 3);
+    return (4 * n - 1) * scale;
+}
+
+// ./dino neighbours' picture: one row per query (test image q[r]): the query, a gap, then its
+// k neighbours (training images who[r * k + j], most similar first). Each image as stored (uint8,
+// 1 channel drawn grey), enlarged to picture_size by nearest neighbour (32 px -> 128), in a
+// frame: grey for the query, green for a neighbour of the query's label, red for another; its
+// label under it. Returns the RGB picture (malloc'd), its size in *PW, *PH.
+uint8_t *neighbour_picture(int *PW, int *PH, const Dataset *test, const int *q, int nq, const Dataset *train,
+                           const int *who, int k) {
+    static const uint8_t grey[3] = { 128, 128, 128 }, green[3] = { 0, 170, 0 }, red[3] = { 220, 0, 0 };
+    static const uint8_t black[3] = { 0, 0, 0 };
+    int W, H, F = 4, scale = 3, gap = 4, query_gap = 20; // frame, font pixel, gaps (rows 2 gaps apart)
+    picture_size(&W, &H, test->S, test->S);
+    int CW = W + 2 * F, CH = H + 2 * F + 5 * scale + 2 * F; // a cell: the framed image, the label strip
+    *PW = (k + 1) * CW + query_gap + (k - 1) * gap;
+    *PH = nq * CH + (nq - 1) * 2 * gap;
+    uint8_t *out = (uint8_t *)mallocCheck((size_t)*PW * *PH * 3);
+    memset(out, 255, (size_t)*PW * *PH * 3);
+    for (int r = 0; r < nq; r++)
+        for (int j = -1; j < k; j++) { // j = -1: the query
+            const Dataset *ds = j < 0 ? test : train;
+            int i = j < 0 ? q[r] : who[(size_t)r * k + j], S = ds->S;
+            const uint8_t *pixels = ds->pixels + (size_t)i * ds->C * S * S; // planar (C, S, S)
+            int x0 = j < 0 ? 0 : CW + query_gap + j * (CW + gap), y0 = r * (CH + 2 * gap);
+            const uint8_t *frame = j < 0 ? grey : ds->labels[i] == test->labels[q[r]] ? green : red;
+            for (int y = 0; y < H + 2 * F; y++)
+                for (int x = 0; x < CW; x++) {
+                    uint8_t *px = out + ((size_t)(y0 + y) * *PW + x0 + x) * 3;
+                    int iy = y - F, ix = x - F;
+                    if (iy < 0 || ix < 0 || iy >= H || ix >= W) memcpy(px, frame, 3);
+                    else // grey repeats its one plane
+                        for (int c = 0; c < 3; c++)
+                            px[c] = pixels[(ds->C == 3 ? c : 0) * S * S + (iy * S / H) * S + ix * S / W];
+                }
+            draw_number(out, *PW, x0 + F, y0 + H + 3 * F, ds->labels[i], scale, black);
+        }
+    return out;
+}
+
 // NumPy's .npy format (version 1.0), which numpy.load reads as it is: the magic "\x93NUMPY",
 // the version (1, 0), the header's length (uint16, little-endian), the header (a Python
 // dict literal of dtype, order and shape, padded with spaces so the data starts at a
@@ -3395,12 +3473,19 @@ static void open_test(Dataset *ds, const char *path, const Config *c, int synthe
     open_or_die(ds, path, is_dir(path) || strcmp(path, "synthetic") == 0, NULL, c, synthetic_n, skip_bad);
 }
 
-// What knn and linear share: the checkpoint in *d and its labelled --train and --test data, cut
-// to their first max_train and max_test images (0: all). Returns the number of classes.
+// What knn, linear and neighbours share: the checkpoint in *d and its labelled --train and --test
+// data, cut to their first max_train and max_test images (0: all). --test is found as open_test
+// finds it, except that a CIFAR-10 directory without test_batch.bin holds out its
+// data_batch_5.bin, as train does. Returns the number of classes.
 static int open_labelled(Dino *d, Dataset *tr, Dataset *te, const char *cmd, const char *model, const char *train_path,
                          const char *test_path, int synthetic_n, int max_train, int max_test) {
     if (model == NULL || train_path == NULL || test_path == NULL) die("./dino %s needs --model, --train and --test", cmd);
     load_checkpoint(d, model);
+    char holdout[4096];
+    if (cifar_holdout(holdout, test_path)) { // as train: data_batch_5.bin is the test split, left out of --train
+        printf("note: '%s' has no test_batch.bin: holding out data_batch_5.bin as the test split\n", test_path);
+        test_path = holdout;
+    }
     open_or_die(tr, train_path, 0, test_path, &d->cfg, synthetic_n, 0);
     open_test(te, test_path, &d->cfg, synthetic_n, 0);
     if (tr->labels == NULL || te->labels == NULL) die("./dino %s needs labels in both --train and --test", cmd);
@@ -3841,6 +3926,68 @@ static int cmd_attn(int argc, char **argv) {
     return 0;
 }
 
+// Retrieval: the training images nearest to held-out ones by the teacher's CLS features (the
+// neighbours k-NN votes with), printed and drawn as one PNG, to see what the features learned.
+static int cmd_neighbours(int argc, char **argv) {
+    const char *model = NULL, *train_path = NULL, *test_path = NULL, *output = NULL;
+    StrList indices = { 0 };
+    int k = 8, student = 0, synthetic_n = 10000;
+    Opt opts[] = {
+        { "model", 's', &model, "checkpoint (model.bin)" },
+        { "train", 's', &train_path, "labelled training data (the neighbours), as for knn" },
+        { "test", 's', &test_path, "labelled held-out data (the queries), as for knn" },
+        { "index", 'l', &indices, "a query: image I of --test; repeat for more (one row each)" },
+        { "k", 'i', &k, "neighbours per query", 1, 64 },
+        { "output", 's', &output, "the PNG to write" },
+        { "student", 'b', &student, "the student's features (default: the teacher's)" },
+        { "synthetic-n", 'i', &synthetic_n, "size of the synthetic training set (its test split has n/5)", 1, 1000000 },
+        { 0 },
+    };
+    parse_args(argc, argv, opts, NULL, "neighbours",
+               "--model CKPT --train PATH --test PATH --index I [--index J ...] [--k 8] --output F.png [flags]");
+    if (model == NULL || train_path == NULL || test_path == NULL || indices.n == 0 || output == NULL)
+        die("./dino neighbours needs --model, --train, --test, --index and --output");
+    Dino d;
+    Dataset tr, te;
+    open_labelled(&d, &tr, &te, "neighbours", model, train_path, test_path, synthetic_n, 0, 0);
+    if (k > tr.n) die("--k %d is more than the %d training images", k, tr.n);
+    int nq = indices.n, D = d.cfg.dim, q[MAX_LIST];
+    size_t img = (size_t)te.C * te.S * te.S;
+    Dataset queries = te; // copies of the query images: their features come from one pass
+    queries.n = nq;
+    queries.pixels = (uint8_t *)mallocCheck(nq * img);
+    for (int i = 0; i < nq; i++) {
+        q[i] = (int)parse_number("index", indices.v[i], 'i', 0, 0);
+        if (q[i] >= te.n)
+            die("--index %d is out of range: the test split of '%s' has %d images", q[i], test_path, te.n);
+        memcpy(queries.pixels + i * img, te.pixels + q[i] * img, img);
+    }
+    FILE *f = fopen(output, "wb"); // tried now, so that a bad path stops us before the features are computed
+    if (f == NULL) die("cannot write '%s': %s", output, strerror(errno));
+    fclose(f);
+    float *ftr = cls_features(&tr, &d, !student, 1), *fq = cls_features(&queries, &d, !student, 1);
+    float *train_t = (float *)mallocCheck((size_t)D * tr.n * sizeof(float));
+    float *sim = (float *)mallocCheck(nq * k * sizeof(float));
+    int *who = (int *)mallocCheck(nq * k * sizeof(int));
+    transpose(train_t, ftr, tr.n, D);
+    nearest_neighbours(sim, who, fq, nq, train_t, tr.n, D, k);
+    for (int i = 0; i < nq; i++) {
+        printf("test %d (label %d): its %d nearest training images by %s CLS features\n", q[i], te.labels[q[i]], k,
+               student ? "student" : "teacher");
+        for (int j = i * k; j < (i + 1) * k; j++)
+            printf("  train %-6d label %-3d similarity %.3f\n", who[j], tr.labels[who[j]], sim[j]);
+    }
+    int PW, PH;
+    uint8_t *png = neighbour_picture(&PW, &PH, &te, q, nq, &tr, who, k);
+    if (!stbi_write_png(output, PW, PH, 3, png, PW * 3)) die("cannot write '%s'", output);
+    printf("wrote %s (%d x %d px: a row per query, then its neighbours; green frame: same label, red: another)\n",
+           output, PW, PH);
+    free(png); free(ftr); free(fq); free(train_t); free(sim); free(who); free(queries.pixels);
+    dataset_free(&tr); dataset_free(&te);
+    dino_free(&d);
+    return 0;
+}
+
 // Teacher CLS features for other programs, as .npy files numpy.load reads directly.
 static int cmd_embed(int argc, char **argv) {
     const char *model = NULL, *data = NULL, *output = NULL, *labels_path = NULL, *split = "train";
@@ -4014,6 +4161,8 @@ int main(int argc, char **argv) {
         { "knn", cmd_knn, "k-NN evaluation of a checkpoint: ./dino knn --model CKPT --train PATH --test PATH" },
         { "crops", cmd_crops, "PNG of one image's multi-crop views: ./dino crops --data PATH --output crops.png" },
         { "attn", cmd_attn, "attention maps of the last block: ./dino attn --model CKPT --image FILE --output DIR" },
+        { "neighbours", cmd_neighbours,
+          "nearest training images: ./dino neighbours --model CKPT --train P --test P --index I --output F.png" },
         { "embed", cmd_embed, "teacher features as .npy: ./dino embed --model CKPT --data PATH --output FILE.npy" },
         { "linear", cmd_linear, "linear probe on frozen features: ./dino linear --model CKPT --train PATH --test PATH" },
         { "bench", cmd_bench, "time training steps on fixed random crops: ./dino bench [--steps N]" },
@@ -4023,7 +4172,7 @@ int main(int argc, char **argv) {
     if (argc < 2) die("no command given; ./dino --help lists the commands");
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
         printf("usage: ./dino COMMAND [flags]   (./dino COMMAND --help for its flags)\n");
-        for (int i = 0; i < n; i++) printf("  %-7s %s\n", commands[i].name, commands[i].help);
+        for (int i = 0; i < n; i++) printf("  %-10s %s\n", commands[i].name, commands[i].help);
         return 0;
     }
     for (int i = 0; i < n; i++)

@@ -1748,6 +1748,39 @@ static void test_jaccard(void) {
            "Jaccard per head and of the mean map over images: %.4f %.4f %.4f (want 50, 25, 16.6667)", jac[0], jac[1], jac[2]);
 }
 
+static void test_nearest_neighbours(void) {
+    // 6 training features in 2-D against 2 queries, dot products exact in float32:
+    // query (1, 0) gives similarities 0.5, 1, 0, 0.5, -1, 0.866: nearest 1, 5, then the tie at 0.5 in
+    // training order, 0 before 3. Query (0, 1) gives 0.866, 0, 1, -0.866, 0, 0.5: nearest 2, 0, 5, then
+    // the tie at 0 (1 and 4) at the cut, where the lower index, 1, must win.
+    float train[12] = { 0.5f, 0.866f, 1, 0, 0, 1, 0.5f, -0.866f, -1, 0, 0.866f, 0.5f }, train_t[12];
+    float query[4] = { 1, 0, 0, 1 }, sim[8];
+    int who[8], want_who[8] = { 1, 5, 0, 3, 2, 0, 5, 1 };
+    float want_sim[8] = { 1, 0.866f, 0.5f, 0.5f, 1, 0.866f, 0.5f, 0 };
+    transpose(train_t, train, 6, 2);
+    nearest_neighbours(sim, who, query, 2, train_t, 6, 2, 4);
+    int ok = memcmp(who, want_who, sizeof(who)) == 0 && memcmp(sim, want_sim, sizeof(sim)) == 0;
+    report(ok, "nearest neighbours: the 4 most similar in order (%d %d %d %d | %d %d %d %d), ties to the lower index",
+           who[0], who[1], who[2], who[3], who[4], who[5], who[6], who[7]);
+    // the 3 x 5 font: "8" lights 13 font pixels, "1" 8; at scale 2 each is 4 picture pixels
+    uint8_t canvas[20 * 12 * 3];
+    static const uint8_t ink[3] = { 0, 0, 0 };
+    int lit[3], width = 0;
+    for (int t = 0; t < 3; t++) {
+        memset(canvas, 255, sizeof(canvas));
+        width = draw_number(canvas, 20, 1, 1, t == 0 ? 8 : t == 1 ? 1 : 10, 2, ink);
+        lit[t] = 0;
+        for (int i = 0; i < 20 * 12; i++) lit[t] += canvas[3 * i] == 0;
+    }
+    // in "10" (the last drawn) the "0" starts 4 font pixels (8 px) right of the "1": its top left
+    // pixel is lit, its centre (font pixel (1, 2)) not, and the gap column between the digits is empty
+    int at = 1 * 20 + 1 + 8, centre = (1 + 2 * 2) * 20 + 1 + 8 + 2, gap = 1 * 20 + 1 + 6;
+    ok = lit[0] == 52 && lit[1] == 32 && lit[2] == 32 + 48 && width == 14;
+    ok &= canvas[3 * at] == 0 && canvas[3 * centre] == 255 && canvas[3 * gap] == 255;
+    report(ok, "digit font: \"8\" lights %d pixels, \"1\" %d, \"10\" %d at scale 2 (%d px wide), digits in place",
+           lit[0], lit[1], lit[2], width);
+}
+
 // Runs a command, returns its exit status; its output goes to tmpdir/cmd.log.
 static int run(const char *fmt, ...) {
     char line[3800], cmd[4096];
@@ -2048,6 +2081,145 @@ static void test_bad_command_lines(void) {
     expect_error("crop index out of range", "", "crops --data synthetic --index 1000", "out of range");
     snprintf(args, sizeof(args), "train " TINY_FLAGS " --synthetic-n 4 --out %s/few", tmpdir);
     expect_error("fewer images than a batch", "", args, "fewer than one batch");
+}
+
+// ./dino neighbours end to end on a tiny untrained model: the neighbours printed are those the
+// search finds in this process from the same checkpoint, the PNG has the layout's size, each
+// neighbour's frame is green exactly when its label is the query's, and bad input is refused.
+static void test_neighbours_command(void) {
+    char ck[300], png[400], args[4096], err[2048];
+    save_tiny_checkpoint(ck, sizeof(ck));
+    snprintf(png, sizeof(png), "%s/neighbours.png", tmpdir);
+    int q[2] = { 0, 5 }, k = 3, lines;
+    snprintf(args, sizeof(args), "neighbours --model %s --train synthetic --test synthetic --synthetic-n 64 --index 0 "
+             "--index 5 --k 3 --output %s", ck, png);
+    int rc = run_dino("", args, err, sizeof(err), &lines);
+    // what the command must have found: the search on this process's features of the same data
+    Dino d;
+    load_checkpoint(&d, ck);
+    Dataset tr, te;
+    if (dataset_open(&tr, "synthetic", 0, NULL, 3, 32, 64, 0) != 0) die("test: %s", data_error);
+    if (dataset_open(&te, "synthetic", 1, NULL, 3, 32, 64, 0) != 0) die("test: %s", data_error);
+    int D = d.cfg.dim, want[6];
+    float *ftr = zeros((size_t)tr.n * D), *fte = zeros((size_t)te.n * D), *train_t = zeros((size_t)tr.n * D), sim[6];
+    float fq[2 * D];
+    extract_features(ftr, &tr, &d, 1);
+    extract_features(fte, &te, &d, 1);
+    for (int i = 0; i < 2; i++) memcpy(fq + i * D, fte + (size_t)q[i] * D, D * sizeof(float));
+    transpose(train_t, ftr, tr.n, D);
+    nearest_neighbours(sim, want, fq, 2, train_t, tr.n, D, k);
+    // its stdout: "test I (label L): ..." then k lines "  train J  label L  similarity S"
+    char path[400];
+    size_t size;
+    snprintf(path, sizeof(path), "%s/stdout.txt", tmpdir);
+    char *out = read_file(path, &size), *line = out;
+    int ok = rc == 0 && out != NULL, got[6], qlabel[2];
+    for (int i = 0; ok && i < 2; i++) {
+        int index, label, n = 0;
+        ok = sscanf(line, "test %d (label %d):%n", &index, &label, &n) == 2 && n > 0;
+        ok = ok && index == q[i] && label == te.labels[q[i]];
+        qlabel[i] = label;
+        for (int j = 0; ok && j <= k; j++) { // on to the next line
+            line = strchr(line, '\n');
+            ok = line != NULL;
+            line = ok ? line + 1 : line;
+            float s;
+            int t = i * k + j; // printed with 3 decimals
+            if (ok && j < k)
+                ok = sscanf(line, "  train %d label %d similarity %f", &got[t], &label, &s) == 3 && got[t] == want[t] &&
+                     label == tr.labels[want[t]] && fabsf(s - sim[t]) <= 5e-4f;
+        }
+    }
+    report(ok && strstr(out, "wrote ") != NULL, "./dino neighbours prints each query's label and its %d nearest training "
+           "images (index, label, similarity), the same the search finds here", k);
+    // the layout: 32 px images shown at 128 px, in a 4 px frame: cells 136 wide, 136 + 23 (the label
+    // strip: 5 font pixels x 3 + 2 x 4) high; a row is the query, 20 px, then 3 neighbours 4 px apart;
+    // rows 8 px apart: 4 x 136 + 20 + 2 x 4 = 572 wide, 2 x 159 + 8 = 326 high
+    int w = 0, h = 0, ch, colours = ok;
+    uint8_t *px = rc == 0 ? stbi_load(png, &w, &h, &ch, 3) : NULL;
+    ok = px != NULL && w == 572 && h == 326;
+    report(ok, "the picture is %d x %d px (the layout: 572 x 326 for 2 queries and k = 3)", w, h);
+    for (int i = 0; ok && colours && i < 2; i++) {
+        int y0 = i * (159 + 8);
+        const uint8_t *frame = px + ((size_t)(y0 + 1) * w + 1) * 3, *first = px + ((size_t)(y0 + 4) * w + 4) * 3;
+        const uint8_t *stored = te.pixels + (size_t)q[i] * 3 * 32 * 32; // the query's top left pixel, R, G, B planes
+        colours &= frame[0] == 128 && frame[1] == 128 && frame[2] == 128;
+        colours &= first[0] == stored[0] && first[1] == stored[1024] && first[2] == stored[2048];
+        for (int j = 0; j < k; j++) {
+            const uint8_t *f = px + ((size_t)(y0 + 1) * w + 136 + 20 + j * 140 + 1) * 3;
+            int same = tr.labels[got[i * k + j]] == qlabel[i];
+            colours &= same ? f[0] == 0 && f[1] == 170 && f[2] == 0 : f[0] == 220 && f[1] == 0 && f[2] == 0;
+        }
+        // the query's label in the strip under it: black pixels, 9 for each lit font pixel
+        int lit = 0, black = 0;
+        for (int r = 0; r < 5; r++) lit += __builtin_popcount(digit_font[qlabel[i]][r]);
+        for (int y = y0 + 136; y < y0 + 159; y++)
+            for (int x = 0; x < 136; x++) black += px[((size_t)y * w + x) * 3] == 0;
+        colours &= black == 9 * lit;
+    }
+    report(ok && colours, "the query framed grey and drawn from its stored pixels, its label under it, each neighbour "
+           "framed green when its label is the query's, red when not");
+    if (px) stbi_image_free(px);
+    free(out); free(ftr); free(fte); free(train_t);
+    dataset_free(&tr); dataset_free(&te);
+    dino_free(&d);
+    // bad input, each one line and exit 1
+    const char *flags[5] = { "--model", "--train", "--test", "--index", "--output" };
+    const char *values[5] = { ck, "synthetic", "synthetic", "0", png };
+    for (int m = 0; m < 5; m++) { // each flag left out in turn
+        int n = snprintf(args, sizeof(args), "neighbours");
+        for (int f = 0; f < 5; f++)
+            if (f != m) n += snprintf(args + n, sizeof(args) - n, " %s %s", flags[f], values[f]);
+        char what[64];
+        snprintf(what, sizeof(what), "neighbours without %s", flags[m]);
+        expect_error(what, "", args, "needs --model, --train, --test, --index and --output");
+    }
+    const char *common = "--train synthetic --test synthetic --synthetic-n 64";
+    snprintf(args, sizeof(args), "neighbours --model %s %s --index 12 --output %s", ck, common, png);
+    expect_error("neighbours --index past the test split", "", args, "the test split of 'synthetic' has 12 images");
+    snprintf(args, sizeof(args), "neighbours --model %s %s --index 0 --k 0 --output %s", ck, common, png);
+    expect_error("neighbours --k 0", "", args, "--k must be in [1, 64]");
+    snprintf(args, sizeof(args), "neighbours --model %s %s --index 0 --k 65 --output %s", ck, common, png);
+    expect_error("neighbours --k 65", "", args, "--k must be in [1, 64]");
+    snprintf(args, sizeof(args), "neighbours --model %s --train synthetic --test synthetic --synthetic-n 10 --index 0 "
+             "--k 11 --output %s", ck, png);
+    expect_error("neighbours --k above the training images", "", args, "--k 11 is more than the 10 training images");
+    snprintf(args, sizeof(args), "neighbours --model %s %s --index 0 --output %s/no/dir/x.png", ck, common, tmpdir);
+    expect_error("neighbours to an unwritable file", "", args, "cannot write");
+    // labels are needed: an IDX image file with no labels file next to it
+    uint8_t idx[16 + 2 * 32 * 32] = { 0 };
+    put_be32(idx, 0x803); put_be32(idx + 4, 2); put_be32(idx + 8, 32); put_be32(idx + 12, 32);
+    snprintf(path, sizeof(path), "%s/nolabels-images-idx3-ubyte", tmpdir);
+    write_bytes(path, idx, sizeof(idx));
+    snprintf(args, sizeof(args), "neighbours --model %s --train %s --test synthetic --index 0 --output %s",
+             ck, path, png);
+    expect_error("neighbours on unlabelled data", "", args, "needs labels in both --train and --test");
+    // a CIFAR-10 directory without test_batch.bin, as knn takes it: data_batch_5.bin (3 images)
+    // is the test split and is left out of the training images (data_batch_1.bin, 4 images)
+    char dir[300];
+    uint8_t recs[4 * 3073];
+    for (int i = 0; i < (int)sizeof(recs); i++) recs[i] = (uint8_t)(i * 13);
+    for (int i = 0; i < 4; i++) recs[i * 3073] = (uint8_t)i;
+    snprintf(dir, sizeof(dir), "%s/cifar_holdout", tmpdir);
+    mkdir(dir, 0755);
+    snprintf(path, sizeof(path), "%s/data_batch_1.bin", dir);
+    write_bytes(path, recs, 4 * 3073);
+    snprintf(path, sizeof(path), "%s/data_batch_5.bin", dir);
+    write_bytes(path, recs, 3 * 3073);
+    const char *shape = "neighbours --model %s --train %s --test %s --index %d --k %d --output %s";
+    snprintf(args, sizeof(args), shape, ck, dir, dir, 2, 4, png);
+    rc = run_dino("", args, err, sizeof(err), &lines);
+    report(rc == 0, "./dino neighbours on a CIFAR-10 directory without test_batch.bin");
+    snprintf(args, sizeof(args), shape, ck, dir, dir, 3, 4, png);
+    expect_error("  ... its test split is data_batch_5.bin", "", args, "has 3 images");
+    snprintf(args, sizeof(args), shape, ck, dir, dir, 0, 5, png);
+    expect_error("  ... left out of the training images", "", args, "more than the 4 training images");
+    snprintf(args, sizeof(args), "knn --model %s --train %s --test %s", ck, dir, dir);
+    rc = run_dino("", args, err, sizeof(err), &lines);
+    snprintf(path, sizeof(path), "%s/stdout.txt", tmpdir);
+    out = read_file(path, &size);
+    report(rc == 0 && out != NULL && strstr(out, "4 train / 3 test images") != NULL, "./dino knn takes that directory the same way");
+    free(out);
 }
 
 static void test_bad_data(void) {
@@ -2430,11 +2602,13 @@ int main(void) {
     test_attention_maps();
     test_jaccard();
     test_attn_command();
+    test_nearest_neighbours();
     test_npy();
     test_torch_interop();
     test_linear_probe();
     printf("-- bad input and interruptions (./dino as a child process)\n");
     test_bad_command_lines();
+    test_neighbours_command();
     test_bad_data();
     test_bad_checkpoints_and_outputs();
     test_divergence();
