@@ -58,14 +58,23 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # ------------------------------ dino.c checkpoints ------------------------------
 
 def config_fields():
-    """[(name, is_float)] in checkpoint-header order, read from dino.c's config_fields table
-    so that this script and dino.c cannot disagree."""
+    """[(name, is_float)] in checkpoint-header order, read from dino.c's list of config fields
+    (the CONFIG_FIELDS macro: FIELD(type, name, ...) rows, and PIXEL(name, ...) rows that are
+    three float fields name_r, name_g, name_b) so that this script and dino.c cannot disagree."""
     src = open(os.path.join(ROOT, "dino.c")).read()
-    start = src.index("static const ConfigField config_fields[] = {")
-    table = src[start:src.index("};", start)]
+    start = src.index("#define CONFIG_FIELDS(FIELD, PIXEL)")
+    end = start
+    while src[end:src.index("\n", end)].rstrip().endswith("\\"):  # the macro's lines end in a backslash
+        end = src.index("\n", end) + 1
+    table = src[start:src.index("\n", end)]
     fields = []
-    for m in re.finditer(r'\b(INT_FIELD|FLOAT_FIELD)\((\w+),|\{ "(\w+)", ([01]),', table):
-        fields.append((m.group(2), m.group(1) == "FLOAT_FIELD") if m.group(2) else (m.group(3), m.group(4) == "1"))
+    for m in re.finditer(r"\b(FIELD|PIXEL)\((?:(int|float), )?(\w+),", table.split("\n", 1)[1]):
+        if m.group(1) == "FIELD":
+            fields.append((m.group(3), m.group(2) == "float"))
+        else:
+            fields += [(m.group(3) + "_" + ch, True) for ch in "rgb"]
+    if not fields:
+        sys.exit("cannot read the config fields from dino.c's CONFIG_FIELDS")
     return fields
 
 
