@@ -25,7 +25,7 @@ What is in here, in the order a reader of the paper meets it:
 
 What is not in here: no BLAS, no intrinsics, no autograd. Every backward pass is written
 by hand next to its forward, checked against finite differences and against PyTorch
-(test_dino.c, data/reference.py). OpenMP: 52 pragmas. 35 share loops among threads, over
+(test_dino.c, data/reference.py). OpenMP: 54 pragmas. 37 share loops among threads, over
 rows, (image, head) pairs or tensors whose iterations write disjoint memory (where they
 meet in a float sum, in a fixed order; k-NN's hit counts are integers, exact in any order),
 so results do not depend on the number of threads; the other 17 (`omp simd`) ask the
