@@ -3514,7 +3514,7 @@ static void print_knn_rows(const int *ks, int nk, const float *top1, const float
 // measured, e.g. a resumed run), the best head of each, and one line for scripts.
 static void print_jaccard(const float *init, const float *trained, int NH, int n, float threshold) {
     printf("attention vs the objects (paper Table 4): Jaccard %% of the mask holding %.0f%% of the last block's CLS "
-           "attention, %d held-out shapes\n  map              random init      trained\n", threshold * 100.0f, n);
+           "attention, %d images with an object\n  map              random init      trained\n", threshold * 100.0f, n);
     const float *column[2] = { init, trained };
     int best[2] = { 0, 0 };
     for (int h = 0; h <= NH + 1; h++) { // the heads, the mean of the heads, the best head
